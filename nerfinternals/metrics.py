@@ -1,0 +1,119 @@
+"""Image metrics that never download anything.
+
+nerfstudio's models build torchmetrics' LPIPS in ``populate_modules``, which downloads AlexNet
+weights from the internet: offline, model construction crashes. :class:`OfflineLPIPS` has the same
+modules (so state_dict keys equal stock nerfstudio's ``lpips.*`` keys), loads the AlexNet backbone
+from the torch hub cache on first use, and otherwise reports NaN after one warning naming the file
+to place where. Its backbone weights are never taken from a checkpoint, and before they are loaded
+they are NaN, so a checkpoint saved without them cannot pass for a working LPIPS anywhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from pathlib import Path
+
+import torch
+import torchmetrics.image.lpip
+from torch import Tensor, nn
+from torchmetrics.functional import structural_similarity_index_measure
+from torchmetrics.functional.image.lpips import _NoTrainLpips
+from torchvision.models import AlexNet_Weights
+
+LPIPS_BACKBONE = "alex"
+"""LPIPS backbone (torchmetrics' and nerfstudio's default); papers often report VGG instead."""
+
+
+def alexnet_weights_path() -> Path:
+    """Where torchvision looks for the AlexNet weights: ``$TORCH_HOME/hub/checkpoints/<file>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(AlexNet_Weights.IMAGENET1K_V1.url).name
+
+
+class OfflineLPIPS(nn.Module):
+    """LPIPS (AlexNet) with stock nerfstudio's module layout, weights from the local hub cache only.
+
+    ``forward(a, b)`` takes images in [0, 1] of shape (B, 3, H, W) and returns the mean LPIPS, or
+    NaN when the backbone weights are not available locally.
+    """
+
+    def __init__(self, normalize: bool = True, **_: object) -> None:
+        super().__init__()
+        self.normalize = normalize
+        # pnet_rand=True: build the AlexNet backbone without downloading; the linear heads ship
+        # with torchmetrics.
+        self.net = _NoTrainLpips(net=LPIPS_BACKBONE, pretrained=True, pnet_rand=True)
+        with torch.no_grad():
+            for p in self.net.net.parameters():
+                p.fill_(math.nan)
+        self._state: str = "unloaded"  # -> "ready" | "unavailable"
+        self._register_load_state_dict_pre_hook(self._keep_own_weights)
+
+    def _keep_own_weights(self, state_dict, prefix, *args) -> None:
+        """Loading a checkpoint leaves our weights as they are (and tolerates absent lpips keys)."""
+        for key, value in self.state_dict(prefix=prefix).items():
+            state_dict[key] = value
+
+    def available(self) -> bool:
+        """Load the backbone from the hub cache on first call; False (one warning) if absent."""
+        if self._state == "unloaded":
+            path = alexnet_weights_path()
+            if path.is_file():
+                weights = torch.load(path, map_location="cpu", weights_only=True)
+                features = {k[len("features.") :]: v for k, v in weights.items() if k.startswith("features.")}
+                targets = {f"{i}": layer for s in self.net.net.children() for i, layer in s.named_children()}
+                with torch.no_grad():
+                    for name, value in features.items():
+                        idx, kind = name.split(".")
+                        getattr(targets[idx], kind).copy_(value)
+                self._state = "ready"
+            else:
+                warnings.warn(
+                    f"LPIPS is reported as null: the AlexNet weights are not in the torch hub cache. "
+                    f"Place {Path(AlexNet_Weights.IMAGENET1K_V1.url).name} (from "
+                    f"{AlexNet_Weights.IMAGENET1K_V1.url}) at {path} to enable it.",
+                    stacklevel=2,
+                )
+                self._state = "unavailable"
+        return self._state == "ready"
+
+    def forward(self, img1: Tensor, img2: Tensor) -> Tensor:
+        if not self.available():
+            return torch.tensor(math.nan, device=img1.device)
+        with torch.no_grad():
+            return self.net(img1.float(), img2.float(), normalize=self.normalize).mean()
+
+
+@contextlib.contextmanager
+def offline_lpips():
+    """Within this block, nerfstudio models build :class:`OfflineLPIPS` instead of torchmetrics' LPIPS.
+
+    Stock ``populate_modules`` imports ``LearnedPerceptualImagePatchSimilarity`` from
+    ``torchmetrics.image.lpip`` when it runs; this swaps that name for the duration of the call.
+    """
+    original = torchmetrics.image.lpip.LearnedPerceptualImagePatchSimilarity
+    torchmetrics.image.lpip.LearnedPerceptualImagePatchSimilarity = OfflineLPIPS
+    try:
+        yield
+    finally:
+        torchmetrics.image.lpip.LearnedPerceptualImagePatchSimilarity = original
+
+
+def drop_nan_lpips(metrics: dict[str, float]) -> dict[str, float]:
+    """Remove LPIPS entries that are NaN (weights unavailable) from a stock metrics dict."""
+    return {k: v for k, v in metrics.items() if not (k.endswith("lpips") and math.isnan(v))}
+
+
+def image_metrics(pred: Tensor, target: Tensor, lpips: OfflineLPIPS | None) -> dict[str, float | None]:
+    """PSNR, SSIM (data_range 1) and LPIPS of an (H, W, 3) prediction against its target.
+
+    LPIPS is ``None`` when its weights are unavailable.
+    """
+    p = pred.clamp(0, 1).permute(2, 0, 1)[None].float()
+    t = target.clamp(0, 1).permute(2, 0, 1)[None].float().to(p.device)
+    mse = torch.mean((p - t) ** 2)
+    psnr = float(-10.0 * torch.log10(mse)) if mse > 0 else math.inf
+    ssim = float(structural_similarity_index_measure(p, t, data_range=1.0))
+    lp = float(lpips(t, p)) if lpips is not None else math.nan
+    return {"psnr": psnr, "ssim": ssim, "lpips": None if math.isnan(lp) else lp}

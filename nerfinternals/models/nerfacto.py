@@ -1,0 +1,130 @@
+"""activation-nerfacto: nerfacto with MLP proposal networks, plus activation-informed rendering.
+
+As in the paper ("nerfacto with a Mip-NeRF 360 proposal sampler"), the two proposal networks are
+MLP density fields (:class:`~nerfinternals.models.density_fields.MLPDensityField`); the field is
+stock nerfacto's, with the same state_dict keys. With ``proposal_field="hash"`` the model is stock
+nerfacto (hash-grid proposal networks), which is how stock nerfacto checkpoints are evaluated.
+
+Activation-informed rendering replaces the *first* proposal network's density (on its
+``num_proposal_samples_per_ray[0]`` samples) by the estimate from layer l of that network's MLP; the
+later proposal stages and the field run as stock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from nerfstudio.cameras.rays import RayBundle, RaySamples
+from nerfstudio.field_components.field_heads import FieldHeadNames
+from nerfstudio.field_components.mlp import MLP
+from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
+from torch import Tensor
+
+from nerfinternals.internals import linear_macs
+from nerfinternals.metrics import offline_lpips
+from nerfinternals.models.base import ActivationRenderingMixin
+from nerfinternals.models.density_fields import MLPDensityField, ProbedDensityField, ProbedHashMLPDensityField
+
+
+@dataclass
+class ActivationNerfactoModelConfig(NerfactoModelConfig):
+    """nerfacto config with MLP proposal networks by default."""
+
+    _target: type = field(default_factory=lambda: ActivationNerfactoModel)
+    proposal_field: Literal["mlp", "hash"] = "mlp"
+    """Proposal network kind: "mlp" (Mip-NeRF 360 style, the paper's) or "hash" (stock nerfacto)."""
+    proposal_mlp_num_layers: int = 4
+    """Linear layers of each MLP proposal network (the last one outputs the density)."""
+    proposal_mlp_layer_width: int = 256
+    """Width of each MLP proposal network."""
+    implementation: Literal["tcnn", "torch"] = "torch"
+    """Implementation of the field's hash grid and MLPs; "torch" checkpoints load on any machine."""
+
+
+class ActivationNerfactoModel(ActivationRenderingMixin, NerfactoModel):
+    """nerfacto whose first proposal network can be replaced by its own activations."""
+
+    config: ActivationNerfactoModelConfig
+
+    def populate_modules(self) -> None:
+        with offline_lpips():
+            super().populate_modules()
+        c = self.config
+        num_nets = 1 if c.use_same_proposal_network else c.num_proposal_iterations
+        nets = []
+        for i in range(num_nets):
+            common = dict(
+                spatial_distortion=self.field.spatial_distortion, average_init_density=c.average_init_density
+            )
+            if c.proposal_field == "mlp":
+                net = MLPDensityField(
+                    self.scene_box.aabb,
+                    num_layers=c.proposal_mlp_num_layers,
+                    layer_width=c.proposal_mlp_layer_width,
+                    **common,
+                )
+            else:
+                args = c.proposal_net_args_list[min(i, len(c.proposal_net_args_list) - 1)]
+                net = ProbedHashMLPDensityField(
+                    self.scene_box.aabb, **args, **common, implementation=c.implementation
+                )
+            nets.append(net)
+        self.proposal_networks = torch.nn.ModuleList(nets)
+        self.density_fns = [nets[min(i, num_nets - 1)].density_fn for i in range(c.num_proposal_iterations)]
+
+    def _proposal_net(self, level: int) -> ProbedDensityField:
+        return self.proposal_networks[min(level, len(self.proposal_networks) - 1)]
+
+    @property
+    def probe_mlp(self) -> MLP:
+        return self._proposal_net(0).probe_mlp
+
+    @property
+    def num_probe_samples(self) -> int:
+        return self.config.num_proposal_samples_per_ray[0]
+
+    def probe_samples(self, ray_bundle: RayBundle, num_samples: int) -> RaySamples:
+        return self.proposal_sampler.initial_sampler(ray_bundle, num_samples=num_samples)
+
+    def probe_inputs(self, ray_samples: RaySamples) -> Tensor:
+        return self._proposal_net(0).probe_inputs(ray_samples.frustums.get_positions())
+
+    def probe_support(self, ray_samples: RaySamples) -> Tensor:
+        return self._proposal_net(0).support(ray_samples.frustums.get_positions())
+
+    def render_from_weights(self, ray_bundle: RayBundle, ray_samples: RaySamples, weights: Tensor) -> dict:
+        """Proposal levels 1..n and the field, as ``ProposalNetworkSampler`` and ``get_outputs`` at eval."""
+        sampler = self.proposal_sampler
+        n = self.config.num_proposal_iterations
+        for level in range(1, n + 1):
+            is_prop = level < n
+            num = (
+                self.config.num_proposal_samples_per_ray[level]
+                if is_prop
+                else self.config.num_nerf_samples_per_ray
+            )
+            ray_samples = sampler.pdf_sampler(ray_bundle, ray_samples, weights, num_samples=num)
+            if is_prop:
+                weights = ray_samples.get_weights(
+                    self.density_fns[level](ray_samples.frustums.get_positions())
+                )
+        out = self.field.forward(ray_samples)
+        weights = ray_samples.get_weights(out[FieldHeadNames.DENSITY])
+        return {
+            "rgb": self.renderer_rgb(rgb=out[FieldHeadNames.RGB], weights=weights),
+            "accumulation": self.renderer_accumulation(weights=weights),
+            "depth": self.renderer_depth(weights=weights, ray_samples=ray_samples),
+        }
+
+    def stock_macs_per_ray(self) -> int:
+        c = self.config
+        proposals = sum(
+            c.num_proposal_samples_per_ray[i] * linear_macs(self._proposal_net(i))
+            for i in range(c.num_proposal_iterations)
+        )
+        return proposals + c.num_nerf_samples_per_ray * linear_macs(self.field)
+
+    def skipped_macs_per_ray(self) -> int:
+        return self.config.num_proposal_samples_per_ray[0] * linear_macs(self._proposal_net(0))

@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny models, an offline torch hub, a stand-in AlexNet weights file."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+@pytest.fixture()
+def empty_torch_home(tmp_path, monkeypatch):
+    """TORCH_HOME pointing at an empty folder: nothing to load, nothing may be downloaded."""
+    home = tmp_path / "torch_home"
+    home.mkdir()
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home
+
+
+@pytest.fixture()
+def standin_alexnet_home(tmp_path, monkeypatch):
+    """TORCH_HOME holding a randomly initialised AlexNet under the real weights' file name.
+
+    Lets stock torchmetrics LPIPS be constructed offline (torchvision loads a cached file without
+    downloading); the numbers it gives are not meaningful LPIPS.
+    """
+    import torchvision
+
+    from nerfinternals.metrics import alexnet_weights_path
+
+    home = tmp_path / "torch_home"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    path = alexnet_weights_path()
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet().state_dict(), path)
+    return home
