@@ -11,7 +11,8 @@ from torch import nn
 from nerfinternals import internals
 
 
-def _mlp(skips=(2,), out_activation=nn.ReLU(), num_layers=5):
+def _mlp(skips=(2,), out_activation: nn.Module | None = None, num_layers=5):
+    out_activation = nn.ReLU() if out_activation is None else out_activation
     torch.manual_seed(0)
     return MLP(
         in_dim=7, num_layers=num_layers, layer_width=16, skip_connections=skips, out_activation=out_activation
@@ -58,7 +59,7 @@ def test_truncated_probe_runs_only_layers_up_to_l():
 
 
 def test_probe_layer_range_excludes_unactivated_output_layer():
-    mlp = _mlp(skips=(), out_activation=None, num_layers=4)
+    mlp = MLP(in_dim=7, num_layers=4, layer_width=16, out_activation=None)
     assert internals.num_probe_layers(mlp) == 3
     with pytest.raises(ValueError, match=r"valid layers are 0\.\.2"):
         internals.mlp_layer_output(mlp, torch.randn(2, 7), 3)
