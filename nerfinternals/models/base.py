@@ -28,6 +28,15 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def pixel_grid(bundle: RayBundle, rows: range, cols: range) -> RayBundle:
+    """The rays of an (H, W) bundle at the given rows and columns, shape (len(rows), len(cols))."""
+    width = bundle.shape[1]
+    r = torch.as_tensor(list(rows), device=bundle.origins.device)
+    c = torch.as_tensor(list(cols), device=bundle.origins.device)
+    index = (r[:, None] * width + c[None, :]).reshape(-1)
+    return bundle.flatten()[index].reshape((len(rows), len(cols)))
+
+
 class StageTimer:
     """Accumulates synchronised wall time per named stage."""
 
@@ -148,7 +157,7 @@ class ActivationRenderingMixin:
         probed = None
         if upsample:
             with timer.stage("t_act"):
-                coarse_grid = camera_ray_bundle[::2, ::2]
+                coarse_grid = pixel_grid(camera_ray_bundle, range(0, height, 2), range(0, width, 2))
                 small = self._probe_image(coarse_grid, layer, internals.half(n))
                 probed = internals.upsample_nearest(small, (height, width, n)).reshape(height * width, n)
 
