@@ -156,7 +156,6 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
             f"no eval images in the run's data ({config.pipeline.datamanager.data or 'dataparser data'})"
         )
 
-    device = model.device
     experiments = [
         (layer, f, experiment_name(layer, cfg.upsample, f)) for layer in cfg.layer for f in fct_names
     ]

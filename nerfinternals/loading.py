@@ -29,10 +29,10 @@ from nerfstudio.pipelines.base_pipeline import Pipeline
 from nerfinternals.models import (
     ActivationMipNerfModel,
     ActivationMipNerfModelConfig,
-    ActivationNeRFModel,
-    ActivationNeRFModelConfig,
     ActivationNerfactoModel,
     ActivationNerfactoModelConfig,
+    ActivationNeRFModel,
+    ActivationNeRFModelConfig,
 )
 
 SUPPORTED_METHODS = (
