@@ -2,8 +2,8 @@
 
 Like nerfstudio's ``eval_setup``, with the differences a user of this tool needs:
 - stock configs are pointed at our model classes (same state_dict keys), so stock runs load as they are;
-- the checkpoint directory is the ``nerfstudio_models`` folder beside ``config.yml`` (so a run folder
-  can be moved), falling back to the path stored in the config;
+- the checkpoint directory is the ``nerfstudio_models`` folder beside ``config.yml`` (where ns-train
+  puts it), not the path stored in the config, so a run folder can be moved or copied;
 - checkpoints are read with ``weights_only=False`` (nerfacto's scheduler state holds numpy scalars,
   which torch >= 2.6 refuses by default): only load runs you trust;
 - the state_dict keys are compared before loading and any mismatch is an error (nerfstudio falls
@@ -103,10 +103,9 @@ def to_activation_config(config: TrainerConfig) -> TrainerConfig:
 
 def checkpoint_path(config_path: Path, config: TrainerConfig) -> Path:
     """The latest ``step-*.ckpt`` of the run."""
-    beside = Path(config_path).parent / config.relative_model_dir
-    ckpt_dir = beside if beside.is_dir() else config.get_checkpoint_dir()
+    ckpt_dir = Path(config_path).parent / config.relative_model_dir
     if not ckpt_dir.is_dir():
-        raise InputError(f"checkpoint directory not found: {beside}")
+        raise InputError(f"checkpoint directory not found: {ckpt_dir}")
     ckpts = sorted(ckpt_dir.glob("step-*.ckpt"))
     if not ckpts:
         raise InputError(f"no checkpoint (step-*.ckpt) in {ckpt_dir}")

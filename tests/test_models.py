@@ -1,0 +1,115 @@
+"""Model construction offline, state_dict compatibility with stock nerfstudio, compute accounting."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.models.mipnerf import MipNerfModel
+from nerfstudio.models.nerfacto import NerfactoModelConfig
+from nerfstudio.models.vanilla_nerf import NeRFModel, VanillaModelConfig
+from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+from nerfinternals.metrics import OfflineLPIPS, image_metrics
+from nerfinternals.models import (
+    ActivationMipNerfModelConfig,
+    ActivationNerfactoModelConfig,
+    ActivationNeRFModelConfig,
+)
+
+SCENE_BOX = SceneBox(aabb=torch.tensor([[-1.5, -1.5, -1.5], [1.5, 1.5, 1.5]]))
+COLLIDER = {"near_plane": 2.0, "far_plane": 6.0}
+
+
+def _build(config):
+    return config.setup(scene_box=SCENE_BOX, num_train_data=2)
+
+
+def _assert_loads_both_ways(ours, stock):
+    assert sorted(ours.state_dict()) == sorted(stock.state_dict())
+    ours.load_state_dict(stock.state_dict(), strict=True)
+    stock.load_state_dict(ours.state_dict(), strict=True)
+    for key, value in stock.state_dict().items():
+        if ".lpips." not in f".{key}":
+            assert torch.equal(ours.state_dict()[key], value), key
+
+
+def test_our_models_build_offline_and_report_lpips_null(empty_torch_home):
+    model = _build(ActivationNeRFModelConfig(collider_params=COLLIDER))
+    img = torch.rand(16, 16, 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = image_metrics(img, img * 0.9, model.lpips)
+        second = image_metrics(img, img * 0.8, model.lpips)
+    assert first["lpips"] is None and second["lpips"] is None
+    assert first["psnr"] > second["psnr"] > 0 and 0 < first["ssim"] <= 1
+    lpips_warnings = [w for w in caught if "LPIPS" in str(w.message)]
+    assert len(lpips_warnings) == 1
+    assert "alexnet-owt-7be5be79.pth" in str(lpips_warnings[0].message)
+    assert str(empty_torch_home) in str(lpips_warnings[0].message)
+    assert not any(empty_torch_home.rglob("*")), "nothing may be downloaded"
+
+
+def test_lpips_with_local_weights_matches_torchmetrics(standin_alexnet_home):
+    ours = OfflineLPIPS()
+    stock = LearnedPerceptualImagePatchSimilarity(normalize=True)
+    assert sorted(ours.state_dict()) == sorted(stock.state_dict())
+    a, b = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    assert ours(a, b).item() == pytest.approx(stock(a, b).item(), rel=1e-5)
+
+
+def test_lpips_weights_are_never_taken_from_a_checkpoint(standin_alexnet_home):
+    ours = OfflineLPIPS()
+    ours.available()
+    before = {k: v.clone() for k, v in ours.state_dict().items()}
+    ours.load_state_dict({k: torch.zeros_like(v) for k, v in before.items()})
+    assert all(torch.equal(before[k], v) for k, v in ours.state_dict().items())
+
+
+def test_nerf_state_dict_equals_stock_vanilla_nerf(standin_alexnet_home):
+    torch.manual_seed(0)
+    stock = _build(VanillaModelConfig(_target=NeRFModel, collider_params=COLLIDER))
+    ours = _build(ActivationNeRFModelConfig(collider_params=COLLIDER))
+    _assert_loads_both_ways(ours, stock)
+
+
+def test_mipnerf_state_dict_equals_stock_mipnerf(standin_alexnet_home):
+    stock = _build(VanillaModelConfig(_target=MipNerfModel, collider_params=COLLIDER))
+    ours = _build(ActivationMipNerfModelConfig(collider_params=COLLIDER))
+    _assert_loads_both_ways(ours, stock)
+
+
+def test_nerfacto_field_keys_equal_stock(standin_alexnet_home):
+    stock = _build(NerfactoModelConfig(implementation="torch"))
+    ours = _build(ActivationNerfactoModelConfig())
+    field_keys = sorted(k for k in stock.state_dict() if k.startswith("field."))
+    assert field_keys == sorted(k for k in ours.state_dict() if k.startswith("field."))
+    # Proposal networks differ by design: 4-layer, 256-wide MLPs on a positional encoding.
+    mlp = ours.proposal_networks[0].mlp_base
+    assert [(lin.in_features, lin.out_features) for lin in mlp.layers] == [
+        (63, 256),
+        (256, 256),
+        (256, 256),
+        (256, 1),
+    ]
+    # With hash proposal networks it is stock nerfacto, key for key.
+    _assert_loads_both_ways(_build(ActivationNerfactoModelConfig(proposal_field="hash")), stock)
+
+
+@pytest.mark.parametrize(
+    ("config", "ideal"),
+    [
+        (ActivationNeRFModelConfig(collider_params=COLLIDER), 192 / 256),
+        (ActivationMipNerfModelConfig(collider_params=COLLIDER, num_coarse_samples=128), 128 / 256),
+    ],
+)
+def test_ours_needs_fewer_multiply_adds(empty_torch_home, config, ideal):
+    model = _build(config)
+    base = model.macs_per_ray(None)
+    ratios = [model.macs_per_ray(layer) / base for layer in (0, 1, 2)]
+    # Skipping the coarse pass leaves `ideal`; the probe adds its layers 0..l on the N samples.
+    assert ideal < ratios[0] < ratios[1] < ratios[2] < 1
+    assert ratios[0] < ideal + 0.03
+    assert model.macs_per_ray(0, upsample=True) < model.macs_per_ray(0)
