@@ -139,6 +139,8 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
     fct_names = _check_fct(cfg.fct)
     if not cfg.layer:
         raise InputError("--layer needs at least one layer")
+    if cfg.max_images is not None and cfg.max_images < 1:
+        raise InputError(f"--max-images must be at least 1, got {cfg.max_images}")
     config, pipeline, ckpt, step = load_pipeline(cfg.load_config, device=cfg.device)
     model = pipeline.model
     n_layers = num_probe_layers(model.probe_mlp)

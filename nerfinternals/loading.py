@@ -130,8 +130,11 @@ def load_pipeline(
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         pipeline = config.pipeline.setup(device=device, test_mode=test_mode)
-    except (FileNotFoundError, ValueError, AssertionError) as err:
-        raise InputError(f"could not set up the run's data ({type(err).__name__}: {err})") from None
+    except Exception as err:  # dataparsers fail in many ways on missing or malformed data
+        data = config.pipeline.datamanager.data or config.pipeline.datamanager.dataparser.data
+        raise InputError(
+            f"could not set up the run's data from {data} ({type(err).__name__}: {err})"
+        ) from None
     pipeline.eval()
 
     loaded = torch.load(ckpt, map_location="cpu", weights_only=False)  # trusted files only (see module doc)

@@ -1,0 +1,1 @@
+"""Data: dataparsers, colliders and the synthetic scene generator."""
