@@ -6,32 +6,40 @@ For every eval image and every (layer, fct) pair, the coarse network (NeRF), the
 layer ``layer`` of that network's MLP; the rest of the pipeline runs as stock. With ``--run-normal``
 the stock pipeline renders the same image in the same process as the baseline.
 
+With ``--gate`` the fine pass runs only for pixels whose mean activation along the ray is below the
+image mean (the paper's Fig. 3); the others take the background colour.
+
 Writes ``<run dir>/<output-dir>/<image_idx:03>/{coarse-to-fine,target}.png`` and ``stats.json``,
-one ``layer_LL_ups_U_fct_NAME/`` folder per experiment (``ours.png``, ``target.png``,
-``stats.json``), and ``summary.json`` (means over images, time and multiply-add ratios).
+one ``layer_LL_ups_U_fct_NAME[_gate]/`` folder per experiment (``ours.png``, ``target.png``,
+``stats.json``, with ``--gate`` also ``gate_mask.png``), and ``summary.json`` (means over images,
+time and multiply-add ratios).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import tyro
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from nerfinternals.common import (
+    camera_rays,
+    check_output,
+    output_root,
+    progress_bar,
+    rgb_output,
+    run_cli,
+    timed,
+    write_json,
+    write_png,
+)
 from nerfinternals.internals import FCT_NAMES, num_probe_layers
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import LPIPS_BACKBONE, image_metrics
-from nerfinternals.models.base import pixel_grid, synchronize
+from nerfinternals.models.base import pixel_grid
 
 CONSOLE = Console(width=120)
 
@@ -48,6 +56,8 @@ class ActivationDerivedDensity:
     """Activation -> density function(s): 0 = std, 1 = std_half, 2 = std_half_sq."""
     upsample: bool = False
     """Probe every 2nd pixel per axis with half the samples and upsample the activations."""
+    gate: bool = False
+    """Run importance sampling and the fine pass only for pixels whose mean activation along the ray is below the image mean (the paper's Fig. 3); the others take the background colour. Combines with the activation-informed sampling (and --upsample); stats.json reports the fraction of rays skipped."""
     run_normal: bool = True
     """Also render with the stock coarse-to-fine pipeline (the baseline for metrics and times)."""
     output_dir: str = "eval"
@@ -63,33 +73,8 @@ class ActivationDerivedDensity:
         return evaluate(self)
 
 
-def experiment_name(layer: int, upsample: bool, fct: str) -> str:
-    return f"layer_{layer:02d}_ups_{int(upsample)}_fct_{fct}"
-
-
-# ---- writing ------------------------------------------------------------------------------------
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, data: dict) -> None:
-    _atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
-
-
-def write_png(path: Path, image: torch.Tensor) -> None:
-    from PIL import Image
-
-    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    _atomic_write(path, lambda p: Image.fromarray(array).save(p, format="PNG"))
+def experiment_name(layer: int, upsample: bool, fct: str, gate: bool = False) -> str:
+    return f"layer_{layer:02d}_ups_{int(upsample)}_fct_{fct}" + ("_gate" if gate else "")
 
 
 # ---- checks -------------------------------------------------------------------------------------
@@ -101,33 +86,7 @@ def _check_fct(fcts: tuple[int, ...]) -> list[str]:
     return [FCT_NAMES[f] for f in fcts]
 
 
-def _output_root(cfg: ActivationDerivedDensity) -> Path:
-    out = Path(cfg.output_dir)
-    return out if out.is_absolute() else Path(cfg.load_config).parent / out
-
-
-def _check_output(out: Path, ckpt: Path, overwrite: bool) -> None:
-    ckpt_dir = ckpt.parent.resolve()
-    resolved = out.resolve()
-    if resolved == ckpt_dir or ckpt_dir in resolved.parents:
-        raise InputError(
-            f"output folder {out} is inside the checkpoint folder {ckpt_dir}: choose another --output-dir"
-        )
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output folder {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"output folder {out} is not empty: pass --overwrite or choose another --output-dir")
-
-
-# ---- timing ------------------------------------------------------------------------------------
-def _timed(device: torch.device, fn):
-    synchronize(device)
-    start = time.perf_counter()
-    result = fn()
-    synchronize(device)
-    return result, time.perf_counter() - start
-
-
+# ---- summaries ----------------------------------------------------------------------------------
 def _mean(values: list) -> float | None:
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
@@ -149,8 +108,8 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
         raise InputError(
             f"--layer {bad[0]} is out of range for this {config.method_name} model: valid layers are 0..{n_layers - 1}"
         )
-    out_root = _output_root(cfg)
-    _check_output(out_root, ckpt, cfg.overwrite)
+    out_root = output_root(cfg.load_config, cfg.output_dir)
+    check_output(out_root, ckpt, cfg.overwrite)
     loader = pipeline.datamanager.fixed_indices_eval_dataloader
     num_images = len(loader) if cfg.max_images is None else min(len(loader), cfg.max_images)
     if num_images == 0:
@@ -159,29 +118,26 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
         )
 
     experiments = [
-        (layer, f, experiment_name(layer, cfg.upsample, f)) for layer in cfg.layer for f in fct_names
+        (layer, f, experiment_name(layer, cfg.upsample, f, cfg.gate))
+        for layer in cfg.layer
+        for f in fct_names
     ]
     per_image: list[dict] = []
 
     with torch.inference_mode():
-        first_bundle = _rays(next(iter(loader))[0])
+        first_bundle = camera_rays(next(iter(loader))[0])
         _warm_up(model, first_bundle, experiments, cfg)
         total = num_images * (len(experiments) + int(cfg.run_normal))
-        progress = Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=CONSOLE,
-            transient=True,
-        )
+        progress = progress_bar(CONSOLE)
         with progress:
             task = progress.add_task("rendering", total=total)
             for i, (camera, batch) in enumerate(loader):
                 if i >= num_images:
                     break
                 per_image.append(
-                    _evaluate_image(model, _rays(camera), batch, experiments, cfg, out_root, progress, task)
+                    _evaluate_image(
+                        model, camera_rays(camera), batch, experiments, cfg, out_root, progress, task
+                    )
                 )
 
     summary = _summarise(
@@ -193,11 +149,6 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
     return summary
 
 
-def _rays(camera):
-    """The (H, W) ray bundle of a one-camera ``Cameras`` (as nerfstudio's ``get_outputs_for_camera``)."""
-    return camera.generate_rays(camera_indices=0, keep_shape=True)
-
-
 def _warm_up(model, bundle, experiments, cfg) -> None:
     """Run each path once on a small crop so that one-time costs stay out of the timings."""
     height, width = bundle.shape
@@ -205,11 +156,7 @@ def _warm_up(model, bundle, experiments, cfg) -> None:
     if cfg.run_normal:
         model.get_outputs_for_camera_ray_bundle(crop)
     for layer, fct, _ in experiments:
-        model.render_with_activations(crop, layer, fct, upsample=cfg.upsample)
-
-
-def _rgb(outputs: dict) -> torch.Tensor:
-    return outputs["rgb_fine"] if "rgb_fine" in outputs else outputs["rgb"]
+        model.render_with_activations(crop, layer, fct, upsample=cfg.upsample, gate=cfg.gate)
 
 
 def _evaluate_image(model, bundle, batch, experiments, cfg, out_root, progress, task) -> dict:
@@ -219,17 +166,19 @@ def _evaluate_image(model, bundle, batch, experiments, cfg, out_root, progress, 
     stats: dict = {}
     base = None
     if cfg.run_normal:
-        outputs, t = _timed(device, lambda: model.get_outputs_for_camera_ray_bundle(bundle))
-        rgb = _rgb(outputs).to(device)
+        outputs, t = timed(device, lambda: model.get_outputs_for_camera_ray_bundle(bundle))
+        rgb = rgb_output(outputs).to(device)
         base = {"t": t, "metrics": image_metrics(rgb, target, model.lpips)}
         stats["base"] = base
         write_png(image_dir / "coarse-to-fine.png", rgb)
         write_png(image_dir / "target.png", target)
         progress.advance(task)
     for layer, fct, name in experiments:
-        (outputs, stages), t = _timed(
+        (outputs, stages), t = timed(
             device,
-            lambda layer=layer, fct=fct: model.render_with_activations(bundle, layer, fct, cfg.upsample),
+            lambda layer=layer, fct=fct: model.render_with_activations(
+                bundle, layer, fct, upsample=cfg.upsample, gate=cfg.gate
+            ),
         )
         rgb = outputs["rgb"].to(device)
         metrics = image_metrics(rgb, target, model.lpips)
@@ -242,6 +191,12 @@ def _evaluate_image(model, bundle, batch, experiments, cfg, out_root, progress, 
         if base is not None:
             exp_stats["normal"] = base["metrics"]
             exp_stats["time"].update(t_normal=base["t"], percentage=t / base["t"])
+        if cfg.gate:
+            mask = outputs["gate_mask"]
+            gate = {"fraction_skipped": 1.0 - float(mask.float().mean()), "rays_rendered": int(mask.sum())}
+            gate["rays_total"] = mask.numel()
+            stats[name]["gate"] = exp_stats["gate"] = gate
+            write_png(exp_dir / "gate_mask.png", mask)
         write_json(exp_dir / "stats.json", exp_stats)
         progress.advance(task)
     write_json(image_dir / "stats.json", stats)
@@ -283,7 +238,11 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
                 for k in ("t_act", "t_coarse", "t_fine")
             }
         )
-        exp["macs"] = model.macs_per_ray(layer, cfg.upsample) * pixels
+        rendered = 1.0
+        if cfg.gate:
+            exp["fraction_skipped"] = _mean([s[name]["gate"]["fraction_skipped"] for s in per_image])
+            rendered = 1.0 - exp["fraction_skipped"]
+        exp["macs"] = model.macs_per_ray(layer, cfg.upsample, rendered_fraction=rendered) * pixels
         exp["macs_ratio"] = exp["macs"] / (base_macs * pixels)
         if base is not None:
             exp["time_ratio"] = exp["t"] / base["t"]
@@ -309,6 +268,9 @@ def _print_table(summary: dict) -> None:
         "MAC ratio",
     ):
         table.add_column(col, justify="left" if col == "experiment" else "right")
+    gated = any("fraction_skipped" in exp for exp in summary["experiments"].values())
+    if gated:
+        table.add_column("skipped", justify="right")
     base = summary.get("base")
     if base:
         table.add_row(
@@ -319,6 +281,7 @@ def _print_table(summary: dict) -> None:
             _fmt(base["t"], ".3f"),
             "1.000",
             "1.000",
+            *(["—"] if gated else []),
         )
     for name, exp in summary["experiments"].items():
         table.add_row(
@@ -329,19 +292,14 @@ def _print_table(summary: dict) -> None:
             _fmt(exp["t"], ".3f"),
             _fmt(exp.get("time_ratio"), ".3f"),
             _fmt(exp["macs_ratio"], ".3f"),
+            *([_fmt(100 * exp["fraction_skipped"], ".1f") + " %"] if gated else []),
         )
     CONSOLE.print(table)
 
 
 def entrypoint() -> None:
     """Console script entry point (``ns-internals-eval``)."""
-    tyro.extras.set_accent_color("bright_yellow")
-    cfg = tyro.cli(ActivationDerivedDensity)
-    try:
-        cfg.main()
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(ActivationDerivedDensity, evaluate)
 
 
 if __name__ == "__main__":

@@ -52,8 +52,8 @@ def check_probe_layer(mlp: MLP, layer: int) -> None:
         raise ValueError(f"--layer {layer} is out of range for this model: valid layers are 0..{n - 1}")
 
 
-def mlp_layer_output(mlp: MLP, x: Tensor, layer: int) -> Tensor:
-    """Post-activation output of ``mlp.layers[layer]``, evaluating layers 0..layer only.
+def mlp_layer_outputs(mlp: MLP, x: Tensor, layer: int) -> list[Tensor]:
+    """Post-activation outputs of ``mlp.layers[0..layer]``, evaluating those layers only.
 
     Reproduces ``MLP.pytorch_fwd`` exactly, including skip connections (``cat([input, x])``).
     The activation is applied here rather than hooked, since nerfstudio shares one ReLU module
@@ -62,12 +62,13 @@ def mlp_layer_output(mlp: MLP, x: Tensor, layer: int) -> Tensor:
     Args:
         mlp: a torch-implemented nerfstudio MLP.
         x: encoded inputs, shape (..., in_dim).
-        layer: 0-based layer index.
+        layer: 0-based index of the last layer to evaluate.
 
     Returns:
-        f_l(x), shape (..., width of layer ``layer``).
+        [f_0(x), ..., f_layer(x)], each of shape (..., width of that layer).
     """
     check_probe_layer(mlp, layer)
+    outputs = []
     h = x
     for i in range(layer + 1):
         if i in mlp._skip_connections:
@@ -76,7 +77,16 @@ def mlp_layer_output(mlp: MLP, x: Tensor, layer: int) -> Tensor:
         act = _layer_activation(mlp, i)
         if act is not None:
             h = act(h)
-    return h
+        outputs.append(h)
+    return outputs
+
+
+def mlp_layer_output(mlp: MLP, x: Tensor, layer: int) -> Tensor:
+    """f_l(x): post-activation output of ``mlp.layers[layer]``, evaluating layers 0..layer only.
+
+    Shape (..., in_dim) -> (..., width of layer ``layer``); see :func:`mlp_layer_outputs`.
+    """
+    return mlp_layer_outputs(mlp, x, layer)[-1]
 
 
 def activation_feature(mlp: MLP, x: Tensor, layer: int) -> Tensor:
@@ -132,6 +142,22 @@ def weights_from_density(ray_samples: RaySamples, density: Tensor) -> Tensor:
     total = weights.sum(dim=-2, keepdim=True)
     uniform = torch.full_like(weights, 1.0 / weights.shape[-2])
     return torch.where(total > 0, weights / total.clamp_min(torch.finfo(weights.dtype).tiny), uniform)
+
+
+def activation_map(volume: Tensor) -> Tensor:
+    """V_l: per-pixel mean of v over the ray's samples (the paper's Fig. 2). (H, W, N) -> (H, W)."""
+    return volume.mean(dim=-1)
+
+
+def gate_mask(act_map: Tensor, threshold: float | None = None) -> Tensor:
+    """Pixels the fine pass runs for (the paper's Fig. 3): V_l < threshold, default the image mean μ(V_l).
+
+    Low activation marks density, so pixels at or above the threshold are taken as empty. Returns a
+    bool tensor of ``act_map``'s shape; ``threshold=math.inf`` admits every pixel.
+    """
+    if threshold is None:
+        threshold = float(act_map.mean())
+    return act_map < threshold
 
 
 def upsample_nearest(volume: Tensor, size: tuple[int, int, int]) -> Tensor:

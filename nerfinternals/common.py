@@ -1,0 +1,127 @@
+"""Helpers shared by the command-line tools (``eval.py``, ``visualize.py``).
+
+Atomic output files, the output-folder rules (next to the run, never inside the checkpoint folder,
+a non-empty folder only with ``--overwrite``), the progress bar, synchronised timing, and the
+"one ``error:`` line, exit code 2" handling of bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from nerfinternals.loading import InputError
+from nerfinternals.models.base import synchronize
+
+T = TypeVar("T")
+
+
+# ---- writing ------------------------------------------------------------------------------------
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Write through a temporary file in the same folder, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def write_png(path: Path, image: torch.Tensor) -> None:
+    """An (H, W, 3) or (H, W, 1) image in [0, 1] (or a bool mask) as an 8-bit PNG."""
+    from PIL import Image
+
+    array = (image.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    atomic_write(path, lambda p: Image.fromarray(array).save(p, format="PNG"))
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """JSON has no infinity or NaN: such values are written as null."""
+    return None if value is None or not math.isfinite(value) else value
+
+
+# ---- output folders -----------------------------------------------------------------------------
+def output_root(load_config: Path, output_dir: str) -> Path:
+    """``output_dir`` relative to the run folder (where config.yml is), or as given when absolute."""
+    out = Path(output_dir)
+    return out if out.is_absolute() else Path(load_config).parent / out
+
+
+def check_output(out: Path, ckpt: Path, overwrite: bool) -> None:
+    """Refuse an output folder inside the checkpoint folder, or non-empty without ``overwrite``."""
+    ckpt_dir = ckpt.parent.resolve()
+    resolved = out.resolve()
+    if resolved == ckpt_dir or ckpt_dir in resolved.parents:
+        raise InputError(
+            f"output folder {out} is inside the checkpoint folder {ckpt_dir}: choose another --output-dir"
+        )
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output folder {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"output folder {out} is not empty: pass --overwrite or choose another --output-dir")
+
+
+# ---- progress and timing -----------------------------------------------------------------------
+def progress_bar(console: Console) -> Progress:
+    """A transient rich progress bar: description, bar, done/total, elapsed time."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def timed(device: torch.device, fn: Callable[[], T]) -> tuple[T, float]:
+    """``fn()`` and its wall time in seconds, synchronised on CUDA."""
+    synchronize(device)
+    start = time.perf_counter()
+    result = fn()
+    synchronize(device)
+    return result, time.perf_counter() - start
+
+
+def camera_rays(camera):
+    """The (H, W) ray bundle of a one-camera ``Cameras`` (as nerfstudio's ``get_outputs_for_camera``)."""
+    return camera.generate_rays(camera_indices=0, keep_shape=True)
+
+
+def rgb_output(outputs: dict) -> torch.Tensor:
+    """The final RGB of a stock output dict (``rgb_fine`` for NeRF / Mip-NeRF, ``rgb`` for nerfacto)."""
+    return outputs["rgb_fine"] if "rgb_fine" in outputs else outputs["rgb"]
+
+
+# ---- command line ------------------------------------------------------------------------------
+def run_cli(config_cls: type, main: Callable[[object], object]) -> None:
+    """Parse ``config_cls`` with tyro and run ``main``; bad input -> one ``error:`` line, exit code 2."""
+    import tyro
+
+    tyro.extras.set_accent_color("bright_yellow")
+    cfg = tyro.cli(config_cls)
+    try:
+        main(cfg)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
