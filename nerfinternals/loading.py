@@ -60,8 +60,15 @@ def _convert(stock_config, target_cls, **extra):
 
 # stock model class -> (our model class, how to convert its config)
 _STOCK = {
-    NeRFModel: (ActivationNeRFModel, lambda c: _convert(c, ActivationNeRFModelConfig)),
-    MipNerfModel: (ActivationMipNerfModel, lambda c: _convert(c, ActivationMipNerfModelConfig)),
+    # stock NeRF / Mip-NeRF sample [near, far] of collider_params whatever the data: keep it so
+    NeRFModel: (
+        ActivationNeRFModel,
+        lambda c: _convert(c, ActivationNeRFModelConfig, near_far_from_data=False),
+    ),
+    MipNerfModel: (
+        ActivationMipNerfModel,
+        lambda c: _convert(c, ActivationMipNerfModelConfig, near_far_from_data=False),
+    ),
     NerfactoModel: (
         ActivationNerfactoModel,
         lambda c: _convert(c, ActivationNerfactoModelConfig, proposal_field="hash"),
@@ -149,4 +156,9 @@ def load_pipeline(
             f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
         )
     pipeline.load_pipeline(state, loaded["step"])
+    # Pixels the gate skips take the dataset's background where the model has no fixed one (nerfacto).
+    dataset = getattr(pipeline.datamanager, "eval_dataset", None)
+    alpha_color = getattr(getattr(dataset, "_dataparser_outputs", None), "alpha_color", None)
+    if alpha_color is not None:
+        pipeline.model.gate_background = alpha_color
     return config, pipeline, ckpt, int(loaded["step"])

@@ -1,4 +1,4 @@
-"""Small synthetic scenes in the Blender (NeRF-synthetic) format, rendered by analytic ray casting.
+"""Small synthetic scenes in the Blender (NeRF-synthetic) or LLFF format, rendered by analytic ray casting.
 
 A scene is a handful of primitives — spheres, axis-aligned boxes and an optional finite ground
 square at z = const — with a solid colour or a checker / stripes texture evaluated at the hit point.
@@ -24,6 +24,21 @@ Depth convention: ``depth[i, j]`` is the distance t from the camera centre to th
 *unit-length* ray direction, i.e. the hit point is ``origin + t * direction`` with
 ``|direction| = 1`` — the same t nerfstudio's normalised rays (and its samplers' t in [near, far])
 use. It is ``inf`` where the ray hits nothing (exactly where alpha is 0). It is not the z-depth.
+
+LLFF format (``--format llff``, :func:`generate_llff_scene`): a forward-facing capture of the same
+primitives in front of an infinite checker backdrop (the plane y = -1.6, so every pixel has a finite
+depth). The cameras sit on a jittered ``cols x rows`` grid in the plane y = 4 (spacing 0.3), each
+looking at a point near the origin (world +z up), as a hand-held LLFF capture::
+
+    output_dir/
+      poses_bounds.npy          float64 (N, 17): per image the LLFF 3x5 matrix [down, right, back,
+                                centre, (H, W, focal)] flattened row-major, then the near / far bound
+                                (min / max z-depth of the image's pixels, z-depth = distance along
+                                the optical axis)
+      images/image_000.png      RGB 8 bit, full resolution (W x H)
+      images_2/, images_4/      the same images, each d x d block averaged (PIL BOX) to W/d x H/d
+      depth/image_000.npy       float32 (H, W) ground-truth depth (distance along the unit ray, as above)
+      depth_2/, depth_4/        float32 (H/d, W/d) depth ray-cast at the downscaled pixel centres
 
 Same arguments give byte-identical files. Run ``ns-internals-scene -h`` (or
 ``python -m nerfinternals.data.synthetic -h``) for the command line.
@@ -60,6 +75,16 @@ AMBIENT = 0.3
 """Shade = base colour x (AMBIENT + (1 - AMBIENT) x max(n . light, 0))."""
 T_MIN = 1e-6
 """Hits closer than this to the ray origin are ignored."""
+LLFF_CAMERA_Y = 4.0
+"""LLFF captures: cameras in the plane y = LLFF_CAMERA_Y, looking towards -y."""
+LLFF_GRID_SPACING = 0.3
+"""Distance between neighbouring cameras of the LLFF grid (before jitter)."""
+LLFF_GRID_HEIGHT = 0.3
+"""Height (z) of the LLFF grid's centre."""
+LLFF_POSITION_JITTER = 0.04
+"""Standard deviation of the random offset of each LLFF camera centre (world units)."""
+LLFF_TARGET_JITTER = 0.1
+"""Standard deviation of the random offset of each LLFF camera's look-at point around the origin."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -103,7 +128,15 @@ class Plane:
     material: Material
 
 
-Primitive = Sphere | Box | Plane
+@dataclass(frozen=True)
+class Backdrop:
+    """Infinite plane y = const, visible from both sides (the background of LLFF captures)."""
+
+    y: float
+    material: Material
+
+
+Primitive = Sphere | Box | Plane | Backdrop
 
 
 @dataclass(frozen=True)
@@ -113,6 +146,9 @@ class Scene:
     description: str
     primitives: tuple[Primitive, ...]
 
+
+LLFF_BACKDROP = Backdrop(-1.6, Material((0.9, 0.85, 0.75), "checker", (0.55, 0.65, 0.8), scale=0.4))
+"""Behind every primitive (all lie in [-1.2, 1.2]^3) and filling every LLFF camera's view."""
 
 SCENES: dict[str, Scene] = {
     "spheres": Scene(
@@ -216,6 +252,31 @@ def camera_poses(num_train: int, num_val: int, num_test: int, seed: int) -> dict
     return poses
 
 
+def llff_poses(cols: int, rows: int, seed: int) -> list[np.ndarray]:
+    """Forward-facing OpenGL camera-to-worlds on a jittered ``cols x rows`` grid in the plane y = 4.
+
+    Row-major from the top-left camera (as seen from behind the cameras); each camera looks at a
+    point near the origin with world +z up. Jitter from ``default_rng(seed)``.
+    """
+    rng = np.random.default_rng(seed)
+    xs = (np.arange(cols) - 0.5 * (cols - 1)) * LLFF_GRID_SPACING
+    zs = LLFF_GRID_HEIGHT - (np.arange(rows) - 0.5 * (rows - 1)) * LLFF_GRID_SPACING
+    poses = []
+    for z in zs:
+        for x in xs:
+            # seen from behind a camera looking along -y, world -x is to the right
+            eye = np.array([-x, LLFF_CAMERA_Y, z]) + rng.normal(0.0, LLFF_POSITION_JITTER, 3)
+            poses.append(look_at(eye, rng.normal(0.0, LLFF_TARGET_JITTER, 3)))
+    return poses
+
+
+def llff_matrix(c2w: np.ndarray, width: int, height: int, focal: float) -> np.ndarray:
+    """The LLFF 3x5 matrix of an OpenGL camera-to-world: columns [down, right, back, centre, (H, W, f)]."""
+    c2w = np.asarray(c2w, dtype=np.float64)
+    hwf = np.array([height, width, focal], dtype=np.float64)
+    return np.stack([-c2w[:3, 1], c2w[:3, 0], c2w[:3, 2], c2w[:3, 3], hwf], axis=1)
+
+
 # ----------------------------------------------------------------------------------------------
 # Intersections: rays o, d (N, 3), |d| = 1 -> t (N,) (inf on a miss), outward normal (N, 3).
 # A ray starting inside a sphere or box does not see it.
@@ -262,6 +323,16 @@ def intersect_plane(o: np.ndarray, d: np.ndarray, plane: Plane) -> tuple[np.ndar
     return t, normal
 
 
+def intersect_backdrop(o: np.ndarray, d: np.ndarray, backdrop: Backdrop) -> tuple[np.ndarray, np.ndarray]:
+    """y = backdrop.y; the normal faces the ray."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (backdrop.y - o[:, 1]) / d[:, 1]
+    t = np.where(np.isfinite(t) & (t > T_MIN), t, np.inf)
+    normal = np.zeros_like(d)
+    normal[:, 1] = np.where(d[:, 1] > 0.0, -1.0, 1.0)
+    return t, normal
+
+
 def intersect(o: np.ndarray, d: np.ndarray, primitive: Primitive) -> tuple[np.ndarray, np.ndarray]:
     """Dispatch on the primitive's type."""
     if isinstance(primitive, Sphere):
@@ -270,6 +341,8 @@ def intersect(o: np.ndarray, d: np.ndarray, primitive: Primitive) -> tuple[np.nd
         return intersect_box(o, d, primitive)
     if isinstance(primitive, Plane):
         return intersect_plane(o, d, primitive)
+    if isinstance(primitive, Backdrop):
+        return intersect_backdrop(o, d, primitive)
     raise TypeError(f"unknown primitive {primitive!r}")
 
 
@@ -426,6 +499,61 @@ def generate_blender_scene(
     output_dir = Path(output_dir).absolute()
     counts = {"num_train": num_train, "num_val": num_val, "num_test": num_test}
     _check_arguments(output_dir, scene, width, height, counts, seed, camera_angle_x)
+    poses = camera_poses(num_train, num_val, num_test, seed)
+    return _generate_atomically(
+        output_dir,
+        overwrite,
+        lambda tmp: _render_all(tmp, SCENES[scene], width, height, poses, camera_angle_x, progress),
+    )
+
+
+def generate_llff_scene(
+    output_dir: Path,
+    scene: str = "spheres",
+    width: int = 32,
+    height: int = 32,
+    grid: tuple[int, int] = (5, 4),
+    seed: int = 0,
+    camera_angle_x: float = 0.69,
+    downscale_factors: tuple[int, ...] = (2, 4),
+    overwrite: bool = False,
+    *,
+    progress: bool = False,
+) -> Path:
+    """Render a forward-facing capture of `scene` into `output_dir` in the LLFF format; return `output_dir`.
+
+    ``grid = (cols, rows)`` cameras (see :func:`llff_poses`); the layout is in the module docstring.
+    Every downscale factor must divide `width` and `height`. Written atomically, with the same
+    errors as :func:`generate_blender_scene`.
+    """
+    output_dir = Path(output_dir).absolute()
+    grid = tuple(grid)
+    if len(grid) != 2:
+        raise ValueError(f"grid must be (columns, rows), got {grid!r}")
+    counts = {"grid columns": grid[0], "grid rows": grid[1]}
+    _check_arguments(output_dir, scene, width, height, counts, seed, camera_angle_x)
+    factors = tuple(downscale_factors)
+    for factor in factors:
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
+            raise ValueError(f"downscale factors must be integers >= 2, got {factor!r}")
+        if width % factor or height % factor:
+            raise ValueError(
+                f"downscale factor {factor} does not divide the image size {width}x{height}: "
+                f"expected width and height divisible by {factor}"
+            )
+    if len(set(factors)) != len(factors):
+        raise ValueError(f"downscale factors repeat: {factors}")
+    full = Scene(SCENES[scene].description, (*SCENES[scene].primitives, LLFF_BACKDROP))
+    poses = llff_poses(*grid, seed)
+    return _generate_atomically(
+        output_dir,
+        overwrite,
+        lambda tmp: _render_llff(tmp, full, width, height, poses, camera_angle_x, factors, progress),
+    )
+
+
+def _generate_atomically(output_dir: Path, overwrite: bool, render) -> Path:
+    """Run ``render(tmp)`` on a fresh folder beside `output_dir`, then move it into place."""
     try:
         non_empty = output_dir.is_dir() and any(output_dir.iterdir())
     except OSError as err:
@@ -441,15 +569,7 @@ def generate_blender_scene(
         raise ValueError(f"cannot write to {output_dir.parent}: {err.strerror or err}") from None
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0o700; give it a plain mkdir's mode
-        _render_all(
-            tmp,
-            SCENES[scene],
-            width,
-            height,
-            camera_poses(num_train, num_val, num_test, seed),
-            camera_angle_x,
-            progress,
-        )
+        render(tmp)
         _move_into_place(tmp, output_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -486,6 +606,51 @@ def _render_all(
         (folder / f"transforms_{split}.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def _render_llff(
+    folder: Path,
+    scene: Scene,
+    width: int,
+    height: int,
+    poses: list[np.ndarray],
+    camera_angle_x: float,
+    factors: tuple[int, ...],
+    progress: bool,
+) -> None:
+    """Render every LLFF view into `folder` (images, downscaled images, depths), then poses_bounds.npy."""
+    from rich.console import Console
+    from rich.progress import track
+
+    for name in ("images", "depth", *(f"{kind}_{f}" for f in factors for kind in ("images", "depth"))):
+        (folder / name).mkdir()
+    focal = focal_length(width, camera_angle_x)
+    rows = []
+    for i, c2w in track(
+        list(enumerate(poses)),
+        description="rendering views",
+        disable=not progress,
+        console=Console(stderr=True),
+    ):
+        stem = f"image_{i:03d}"
+        rgba, depth = render_view(scene, c2w, width, height, camera_angle_x)
+        if not np.isfinite(depth).all():
+            raise RuntimeError(f"view {i} sees past the backdrop")  # cannot happen with llff_poses
+        image = Image.fromarray(np.ascontiguousarray(rgba[..., :3]))
+        image.save(folder / "images" / f"{stem}.png")
+        np.save(folder / "depth" / f"{stem}.npy", depth)
+        for f in factors:
+            small = image.resize((width // f, height // f), Image.Resampling.BOX)
+            small.save(folder / f"images_{f}" / f"{stem}.png")
+            np.save(
+                folder / f"depth_{f}" / f"{stem}.npy",
+                render_view(scene, c2w, width // f, height // f, camera_angle_x)[1],
+            )
+        _, dirs = ray_directions(c2w, width, height, camera_angle_x)
+        z_depth = depth.astype(np.float64) * (dirs @ -np.asarray(c2w)[:3, 2])
+        bounds = [z_depth.min(), z_depth.max()]
+        rows.append(np.concatenate([llff_matrix(c2w, width, height, focal).reshape(-1), bounds]))
+    np.save(folder / "poses_bounds.npy", np.stack(rows))
+
+
 # ----------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------
@@ -493,12 +658,16 @@ def _render_all(
 
 @dataclass
 class GenerateScene:
-    """Render a small synthetic scene in the Blender (NeRF-synthetic) format, for nerfstudio's
-    blender-data parser: transforms_{train,val,test}.json, RGBA PNGs and float32 depth .npy files
-    (distance along the unit ray direction, inf on background)."""
+    """Render a small synthetic scene with ground-truth depth. --format blender (nerfstudio's
+    blender-data parser): transforms_{train,val,test}.json, RGBA PNGs and float32 depth .npy files
+    (distance along the unit ray direction, inf on background). --format llff (the llff-data parser):
+    a forward-facing capture in front of a backdrop on a --grid of cameras, poses_bounds.npy,
+    images/, images_<d>/ and depth/, depth_<d>/ for each --downscale-factors d."""
 
     output_dir: Path
     """Folder to create (must not exist or be empty, unless --overwrite)."""
+    format: Literal["blender", "llff"] = "blender"
+    """Dataset layout: blender (360-degree views, three splits) or llff (forward-facing, one folder)."""
     scene: Annotated[str, tyro.conf.arg(help=f"Scene to render, one of: {', '.join(SCENES)}.")] = "spheres"
     width: int = 32
     """Image width in pixels."""
@@ -514,10 +683,33 @@ class GenerateScene:
     """Seed of the random train poses; same arguments give byte-identical files."""
     camera_angle_x: float = 0.69
     """Horizontal field of view in radians; fx = fy = 0.5 * width / tan(camera_angle_x / 2)."""
+    grid: tuple[int, int] = (5, 4)
+    """LLFF format: camera grid columns and rows (one view per camera; --num-* are not used)."""
+    downscale_factors: tuple[int, ...] = (2, 4)
+    """LLFF format: also write images_<d>/ and depth_<d>/ for each factor (each must divide the size)."""
     overwrite: bool = False
     """Replace an existing non-empty output folder (only once the new one is complete)."""
 
+    @property
+    def num_views(self) -> int:
+        if self.format == "llff":
+            return self.grid[0] * self.grid[1]
+        return self.num_train + self.num_val + self.num_test
+
     def main(self) -> Path:
+        if self.format == "llff":
+            return generate_llff_scene(
+                self.output_dir,
+                self.scene,
+                self.width,
+                self.height,
+                self.grid,
+                self.seed,
+                self.camera_angle_x,
+                self.downscale_factors,
+                self.overwrite,
+                progress=True,
+            )
         return generate_blender_scene(
             self.output_dir,
             self.scene,
@@ -548,8 +740,7 @@ def entrypoint(prog: str | None = None) -> None:
     except OSError as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
         sys.exit(1)
-    total = args.num_train + args.num_val + args.num_test
-    print(f"wrote {total} frames of scene {args.scene!r} to {path}")
+    print(f"wrote {args.num_views} frames of scene {args.scene!r} to {path}")
 
 
 if __name__ == "__main__":

@@ -12,10 +12,12 @@ from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.field_components.mlp import MLP
 from nerfstudio.fields.vanilla_nerf_field import NeRFField
+from nerfstudio.model_components.scene_colliders import NearFarCollider
 from nerfstudio.models.mipnerf import MipNerfModel
 from nerfstudio.models.vanilla_nerf import NeRFModel, VanillaModelConfig
 from torch import Tensor
 
+from nerfinternals.data.ndc import ndc_collider_from_metadata
 from nerfinternals.internals import linear_macs
 from nerfinternals.metrics import offline_lpips
 from nerfinternals.models.base import ActivationRenderingMixin
@@ -36,6 +38,10 @@ class ActivationNeRFModelConfig(VanillaModelConfig):
     """Width of the colour head."""
     skip_connections: tuple[int, ...] = (4,)
     """Layers of the position MLP that take the encoded input again."""
+    use_ndc_collider: bool = False
+    """Sample in NDC (forward-facing scenes; needs the llff-data dataparser): rays run from the near plane (1) to infinity, t in [0, |d_ndc|] (see nerfinternals.data.ndc)."""
+    near_far_from_data: bool = True
+    """Without NDC: when the dataparser provides scene bounds (llff-data: 0.9 x min bound, max bound), use them as near / far (in training and evaluation) instead of collider_params."""
 
 
 @dataclass
@@ -53,6 +59,16 @@ class _NeRFFamily(ActivationRenderingMixin):
     def populate_modules(self) -> None:
         with offline_lpips():
             super().populate_modules()
+        metadata = self.kwargs.get("metadata") or {}
+        if self.config.use_ndc_collider:
+            self.collider = ndc_collider_from_metadata(metadata)
+        elif self.config.near_far_from_data and "near_plane" in metadata and "far_plane" in metadata:
+            # the data's bounds hold at eval too (as in NeRF): no reset of the near plane to 0
+            self.collider = NearFarCollider(
+                near_plane=float(metadata["near_plane"]),
+                far_plane=float(metadata["far_plane"]),
+                reset_near_plane=False,
+            )
 
     def _field_like(self, stock: NeRFField) -> NeRFField:
         """A field with ``stock``'s encodings and this config's MLP sizes."""

@@ -17,11 +17,13 @@ from typing import Literal
 
 import torch
 from nerfstudio.cameras.rays import RayBundle, RaySamples
+from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.field_components.mlp import MLP
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from torch import Tensor
 
+from nerfinternals.data.ndc import ndc_collider_from_metadata
 from nerfinternals.internals import linear_macs
 from nerfinternals.metrics import offline_lpips
 from nerfinternals.models.base import ActivationRenderingMixin
@@ -41,6 +43,8 @@ class ActivationNerfactoModelConfig(NerfactoModelConfig):
     """Width of each MLP proposal network."""
     implementation: Literal["tcnn", "torch"] = "torch"
     """Implementation of the field's hash grid and MLPs; "torch" checkpoints load on any machine."""
+    use_ndc_collider: bool = False
+    """Sample in NDC (the authors' nerfacto NDC variant; needs the llff-data dataparser and the camera optimizer off): rays run from the near plane (1) to infinity, the fields' scene box is the NDC cube [-1, 1]^3, and near_plane / far_plane are not used."""
 
 
 class ActivationNerfactoModel(ActivationRenderingMixin, NerfactoModel):
@@ -49,9 +53,18 @@ class ActivationNerfactoModel(ActivationRenderingMixin, NerfactoModel):
     config: ActivationNerfactoModelConfig
 
     def populate_modules(self) -> None:
+        c = self.config
+        if c.use_ndc_collider:
+            if c.camera_optimizer.mode != "off":
+                raise ValueError(
+                    "use_ndc_collider needs --pipeline.model.camera-optimizer.mode off "
+                    "(pose refinement would act on NDC rays)"
+                )
+            self.scene_box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
         with offline_lpips():
             super().populate_modules()
-        c = self.config
+        if c.use_ndc_collider:
+            self.collider = ndc_collider_from_metadata(self.kwargs.get("metadata"))
         num_nets = 1 if c.use_same_proposal_network else c.num_proposal_iterations
         nets = []
         for i in range(num_nets):

@@ -1,0 +1,356 @@
+"""The launch scripts: help, the ns-train commands they would run (dry run), devices, skipping missing
+scenes, overrides, real launching with a stand-in ns-train, and launch_eval.sh's results table."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+BLENDER = ["chair", "drums", "ficus", "hotdog", "lego", "materials", "mic", "ship"]
+LLFF = ["fern", "flower", "fortress", "horns", "leaves", "orchids", "room", "trex"]
+NERFACTO = [
+    "--pipeline.model.camera-optimizer.mode off",
+    "--pipeline.model.use-average-appearance-embedding False",
+    "--pipeline.model.distortion-loss-mult 0",
+]
+NDC_NERF = [
+    "--pipeline.datamanager.train-num-rays-per-batch 512",
+    "--max-num-iterations 500000",
+    "--pipeline.model.background-color last_sample",
+    "--pipeline.model.use-ndc-collider True",
+]
+# script -> (method, dataparser, scenes, required file, method settings, dataparser settings)
+EXPECTED = {
+    "launch_train_blender_nerf.sh": (
+        "activation-nerf", "blender-data", BLENDER, "transforms_train.json",
+        ["--pipeline.datamanager.train-num-rays-per-batch 512"], [],
+    ),
+    "launch_train_blender_mipnerf.sh": (
+        "activation-mipnerf", "blender-data", BLENDER, "transforms_train.json",
+        ["--pipeline.datamanager.train-num-rays-per-batch 512"], [],
+    ),
+    "launch_train_llff_nerf.sh": (
+        "activation-nerf", "llff-data", LLFF, "poses_bounds.npy",
+        NDC_NERF, ["--scale-factor 0.75", "--downscale-factor 4"],
+    ),
+    "launch_train_llff_mipnerf.sh": (
+        "activation-mipnerf", "llff-data", LLFF, "poses_bounds.npy",
+        NDC_NERF, ["--scale-factor 0.75", "--downscale-factor 4"],
+    ),
+    "launch_train_blender_nerfacto.sh": (
+        "activation-nerfacto", "blender-data", BLENDER, "transforms_train.json",
+        [*NERFACTO, "--max-num-iterations 16500", "--pipeline.model.background-color white",
+         "--pipeline.model.proposal-initial-sampler uniform", "--pipeline.model.disable-scene-contraction True",
+         "--pipeline.datamanager.train-num-rays-per-batch 2048",
+         "--pipeline.datamanager.eval-num-rays-per-batch 2048", "--pipeline.model.eval-num-rays-per-chunk 2048"],
+        [],
+    ),
+    "launch_train_llff_nerfacto.sh": (
+        "activation-nerfacto", "nerfstudio-data", LLFF, "transforms.json",
+        [*NERFACTO, "--max-num-iterations 30000", "--pipeline.model.proposal-initial-sampler piecewise",
+         "--pipeline.model.disable-scene-contraction False",
+         "--pipeline.datamanager.train-num-rays-per-batch 1024",
+         "--pipeline.datamanager.eval-num-rays-per-batch 2048", "--pipeline.model.eval-num-rays-per-chunk 2048"],
+        ["--downscale-factor 4"],
+    ),
+    "launch_train_llff_nerfacto_NDC.sh": (
+        "activation-nerfacto", "llff-data", LLFF, "poses_bounds.npy",
+        [*NERFACTO, "--pipeline.model.proposal-initial-sampler uniform",
+         "--pipeline.model.disable-scene-contraction False", "--pipeline.model.use-ndc-collider True",
+         "--pipeline.datamanager.train-num-rays-per-batch 1024",
+         "--pipeline.datamanager.eval-num-rays-per-batch 2048", "--pipeline.model.eval-num-rays-per-chunk 2048"],
+        ["--scale-factor 0.75", "--downscale-factor 4"],
+    ),
+}  # fmt: skip
+
+
+def run(
+    script: str, *args: str, env: dict | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(SCRIPTS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+def commands(stdout: str) -> list[list[str]]:
+    """The ns-train command lines of a dry run, split as the shell would."""
+    return [shlex.split(line) for line in stdout.splitlines() if "ns-train" in line]
+
+
+def contains(args: list[str], setting: str) -> int:
+    """Index of the contiguous `setting` ("--flag value") in `args` (fails if absent)."""
+    words = setting.split()
+    for i in range(len(args) - len(words) + 1):
+        if args[i : i + len(words)] == words:
+            return i
+    raise AssertionError(f"{setting!r} not in {args}")
+
+
+def make_data(root: Path, scenes: list[str], required: str) -> None:
+    for scene in scenes:
+        (root / scene).mkdir(parents=True)
+        (root / scene / required).write_text("{}")
+
+
+@pytest.mark.parametrize("script", sorted(EXPECTED))
+def test_help(script):
+    method, dataparser, scenes, _, settings, dp_settings = EXPECTED[script]
+    result = run(script, "-h")
+    assert result.returncode == 0 and result.stderr == ""
+    text = result.stdout
+    assert text.startswith(f"Usage: {script} [options] [GPU_ID ...] [-- NS_TRAIN_ARGS ...]")
+    for option in ("--data-root", "--output-root", "--scenes", "--single", "--dry-run", "--dataparser-args"):
+        assert option in text
+    assert f"ns-train {method}" in text and " ".join(scenes) in text
+    assert f"Dataparser settings ({dataparser}):" in text
+    for setting in settings + dp_settings:
+        assert f"  {setting}\n" in text  # one setting a line
+
+
+@pytest.mark.parametrize("script", sorted(EXPECTED))
+def test_dry_run_commands(script, tmp_path):
+    method, dataparser, scenes, required, settings, dp_settings = EXPECTED[script]
+    root = tmp_path / "data"
+    make_data(root, scenes[1:-1], required)  # first scene missing
+    (root / scenes[-1]).mkdir()  # last scene without its required file
+    result = run(
+        script, "-n", "-d", str(root), "-o", str(tmp_path / "out"), "-t", "T0", "0", "1", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"missing scene folder {root / scenes[0]}: skipped" in result.stderr
+    assert f"scene folder {root / scenes[-1]} has no {required}: skipped" in result.stderr
+    assert "6 job(s) would be launched, 2 scene(s) skipped" in result.stdout
+    cmds = commands(result.stdout)
+    assert len(cmds) == 6
+    assert not (tmp_path / "out").exists()  # a dry run runs and writes nothing
+    for k, (cmd, scene) in enumerate(zip(cmds, scenes[1:-1], strict=True)):
+        assert cmd[0] == f"CUDA_VISIBLE_DEVICES={k % 2}"  # round-robin over the given GPUs
+        assert Path(cmd[1]).name == "ns-train" and cmd[2] == method
+        split = cmd.index(dataparser)
+        method_part, dp_part = cmd[3:split], cmd[split + 1 :]
+        for setting in settings:
+            contains(method_part, setting)
+        for setting in (
+            "--output-dir " + str(tmp_path / "out"),
+            f"--experiment-name {scene}",
+            "--timestamp T0",
+        ):
+            contains(method_part, setting)
+        assert dp_part[:2] == ["--data", str(root / scene)]
+        for setting in dp_settings:
+            contains(dp_part, setting)
+        assert "--machine.device-type" not in cmd
+
+
+def test_overrides_come_after_the_defaults(tmp_path):
+    make_data(tmp_path, ["fern"], "poses_bounds.npy")
+    result = run(
+        "launch_train_llff_nerf.sh", "-n", "-d", str(tmp_path), "-e", "fern", "-p", "--downscale-factor 8",
+        "3", "--", "--max-num-iterations", "7", "--pipeline.model.use-ndc-collider", "False",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (cmd,) = commands(result.stdout)
+    assert cmd[0] == "CUDA_VISIBLE_DEVICES=3"
+    assert contains(cmd, "--max-num-iterations 7") > contains(cmd, "--max-num-iterations 500000")
+    assert contains(cmd, "--pipeline.model.use-ndc-collider False") > contains(
+        cmd, "--pipeline.model.use-ndc-collider True"
+    )
+    assert (
+        cmd.index("llff-data") < contains(cmd, "--downscale-factor 4") < contains(cmd, "--downscale-factor 8")
+    )
+    assert contains(cmd, "--max-num-iterations 7") < cmd.index("llff-data")
+
+
+def test_devices_from_nvidia_smi_or_cpu(tmp_path):
+    make_data(tmp_path / "data", ["fern", "trex", "room"], "poses_bounds.npy")
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text('#!/bin/sh\nprintf "0, 20000\\n1, 500\\n2, 15000\\n"\n')
+    smi.chmod(0o755)
+    args = ("-n", "-d", str(tmp_path / "data"), "-e", "fern trex room")
+    gpu = run("launch_train_llff_nerf.sh", *args, env={"NVIDIA_SMI": str(smi)})
+    assert "devices: 0 2" in gpu.stdout
+    assert [c[0] for c in commands(gpu.stdout)] == [f"CUDA_VISIBLE_DEVICES={i}" for i in (0, 2, 0)]
+    assert (
+        "devices: 0\n"
+        in run("launch_train_llff_nerf.sh", *args, "-m", "16000", env={"NVIDIA_SMI": str(smi)}).stdout
+    )
+    cpu = run("launch_train_llff_nerf.sh", *args, env={"NVIDIA_SMI": str(tmp_path / "none")})
+    assert "training on the CPU" in cpu.stdout
+    for cmd in commands(cpu.stdout):
+        assert not cmd[0].startswith("CUDA_VISIBLE_DEVICES") and contains(cmd, "--machine.device-type cpu")
+
+
+def test_bad_arguments(tmp_path):
+    for args, message in (
+        (["--bogus"], "error: unknown option --bogus"),
+        (["gpu0"], "error: GPU ids must be integers, got 'gpu0'"),
+        (["-m", "lots"], "error: --min-free-mib must be an integer, got 'lots'"),
+    ):
+        result = run("launch_train_blender_nerf.sh", "-n", *args)
+        assert result.returncode == 2 and result.stderr.splitlines() == [result.stderr.strip()]
+        assert result.stderr.startswith(message)
+
+
+STUB = """#!/usr/bin/env bash
+scene=""; prev=""
+for a in "$@"; do [[ "$prev" == --experiment-name ]] && scene="$a"; prev="$a"; done
+echo "start $scene ${CUDA_VISIBLE_DEVICES:-none} $(date +%s.%N)" >> "$STUB_LOG"
+sleep 0.3
+echo "end $scene $(date +%s.%N)" >> "$STUB_LOG"
+echo "training $scene"
+[[ "$scene" != "${STUB_FAIL:-}" ]]
+"""
+
+
+def _stub_events(log: Path) -> dict[str, dict]:
+    events: dict[str, dict] = {}
+    for line in log.read_text().splitlines():
+        kind, scene, *rest = line.split()
+        events.setdefault(scene, {})[kind] = float(rest[-1])
+        if kind == "start":
+            events[scene]["device"] = rest[0]
+    return events
+
+
+def test_real_launch_with_a_stand_in_ns_train(tmp_path):
+    stub = tmp_path / "ns-train"
+    stub.write_text(STUB)
+    stub.chmod(0o755)
+    make_data(tmp_path / "data", ["fern", "trex", "room"], "poses_bounds.npy")
+    out = tmp_path / "out"
+    base = ["-d", str(tmp_path / "data"), "-o", str(out), "-e", "fern trex room", "-t", "T1"]
+
+    log = tmp_path / "single.log"
+    result = run(
+        "launch_train_llff_nerf.sh", *base, "-s", "5", env={"NS_TRAIN": str(stub), "STUB_LOG": str(log)}
+    )
+    assert result.returncode == 0, result.stderr
+    events = _stub_events(log)
+    assert {e["device"] for e in events.values()} == {"5"}
+    order = sorted(events.values(), key=lambda e: e["start"])
+    assert all(a["end"] <= b["start"] for a, b in zip(order, order[1:], strict=False))  # one at a time
+    for scene in ("fern", "trex", "room"):
+        assert (out / "logs" / f"{scene}_activation-nerf_T1.log").read_text() == f"training {scene}\n"
+
+    log = tmp_path / "parallel.log"
+    result = run(
+        "launch_train_llff_nerf.sh", *base, "0", "1",
+        env={"NS_TRAIN": str(stub), "STUB_LOG": str(log), "STUB_FAIL": "trex"},
+    )  # fmt: skip
+    assert result.returncode == 1 and "1 job(s) failed" in result.stderr
+    events = _stub_events(log)
+    assert [events[s]["device"] for s in ("fern", "trex", "room")] == ["0", "1", "0"]
+    assert events["trex"]["start"] < events["fern"]["end"]  # GPUs 0 and 1 in parallel
+
+
+# ---- launch_eval.sh -------------------------------------------------------------------------------
+CONFIG = """_target: !!python/name:nerfstudio.engine.trainer.Trainer ''
+experiment_name: {scene}
+method_name: {method}
+pipeline:
+  datamanager:
+    dataparser: !!python/object:{parser}
+      data: !!python/object/apply:pathlib.PosixPath []
+  model:
+    use_ndc_collider: {ndc}
+"""
+
+
+def _summary(method: str, psnr: float, base_psnr: float, t: float, lpips: float | None) -> dict:
+    exp = {"psnr": psnr, "ssim": 0.5, "lpips": lpips, "t": t, "time_ratio": t / 2.0, "macs_ratio": 0.6}
+    return {
+        "method": method,
+        "base": {"psnr": base_psnr, "ssim": 0.6, "lpips": lpips, "t": 2.0},
+        "experiments": {"layer_00_ups_0_fct_std_half": exp},
+    }
+
+
+def _fake_runs(root: Path) -> dict[str, Path]:
+    runs = {}
+    for scene, method, parser, ndc, summary in (
+        ("fern", "activation-nerf", "nerfinternals.data.llff.LLFFDataParserConfig", "true",
+         _summary("activation-nerf", 24.0, 25.0, 1.0, 0.2)),
+        ("trex", "activation-nerf", "nerfinternals.data.llff.LLFFDataParserConfig", "true",
+         _summary("activation-nerf", 26.0, 27.0, 0.6, None)),
+        ("lego", "activation-nerf",
+         "nerfstudio.data.dataparsers.blender_dataparser.BlenderDataParserConfig", "false",
+         _summary("activation-nerf", 30.0, 31.0, 0.8, 0.1)),
+        ("room", "activation-nerfacto", "nerfinternals.data.llff.LLFFDataParserConfig", "true", None),
+    ):  # fmt: skip
+        run_dir = root / scene / method / "T"
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yml").write_text(CONFIG.format(scene=scene, method=method, parser=parser, ndc=ndc))
+        if summary:
+            (run_dir / "eval").mkdir()
+            (run_dir / "eval" / "summary.json").write_text(json.dumps(summary))
+        runs[scene] = run_dir
+    return runs
+
+
+def test_launch_eval_help_and_dry_run(tmp_path):
+    result = run("launch_eval.sh", "-h")
+    assert result.returncode == 0 and result.stdout.startswith(
+        "Usage: launch_eval.sh [options] [-- EVAL_ARGS ...]"
+    )
+    for option in ("--output-root", "--results-dir", "--eval-dir", "--force", "--collect-only", "--dry-run"):
+        assert option in result.stdout
+    runs = _fake_runs(tmp_path / "out")
+    result = run(
+        "launch_eval.sh", "-n", "-o", str(tmp_path / "out"), "-g", "2", "--", "--layer", "0", "--fct", "1"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "4 run(s) under" in result.stdout
+    lines = [
+        shlex.split(line) for line in result.stdout.splitlines() if "eval.py" in line or "collect" in line
+    ]
+    (evaluate, collect) = lines  # only the run without a summary is evaluated
+    assert evaluate[0] == "CUDA_VISIBLE_DEVICES=2" and evaluate[2].endswith("nerfinternals/eval.py")
+    assert evaluate[3:] == [
+        "--load-config", str(runs["room"] / "config.yml"), "--output-dir", "eval", "--layer", "0", "--fct", "1",
+    ]  # fmt: skip
+    assert collect[1].endswith("scripts/collect_results.py") and collect[2] == str(tmp_path / "out")
+    assert result.stdout.count("already evaluated") == 3
+    forced = run("launch_eval.sh", "-n", "-f", "-o", str(tmp_path / "out"))
+    assert sum("--overwrite" in line for line in forced.stdout.splitlines()) == 4
+    assert not (tmp_path / "out" / "results.md").exists()
+    missing = run("launch_eval.sh", "-n", "-o", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and missing.stderr.startswith("error: output root not found")
+
+
+def test_launch_eval_collects_one_table(tmp_path):
+    _fake_runs(tmp_path / "out")
+    result = run("launch_eval.sh", "-c", "-o", str(tmp_path / "out"), "-r", str(tmp_path / "results"))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "results" / "results.json").read_text())["rows"]
+    table = {(r["method"], r["data"], r["experiment"]): r for r in rows}
+    assert set(table) == {
+        ("activation-nerf", "llff+ndc", "base"),
+        ("activation-nerf", "llff+ndc", "layer_00_ups_0_fct_std_half"),
+        ("activation-nerf", "blender", "base"),
+        ("activation-nerf", "blender", "layer_00_ups_0_fct_std_half"),
+    }
+    llff = table[("activation-nerf", "llff+ndc", "layer_00_ups_0_fct_std_half")]
+    assert (
+        llff["runs"] == 2 and llff["psnr"] == pytest.approx(25.0) and llff["time_ratio"] == pytest.approx(0.4)
+    )
+    assert llff["lpips"] == pytest.approx(0.2)  # mean over the runs that have it
+    assert table[("activation-nerf", "llff+ndc", "base")]["psnr"] == pytest.approx(26.0)
+    md = (tmp_path / "results" / "results.md").read_text()
+    assert (
+        "| activation-nerf | llff+ndc | layer_00_ups_0_fct_std_half | 2 | 25.00 | 0.5000 | 0.2000 | 0.400 | 0.600 |"
+        in md
+    )
+    assert "| activation-nerf | blender | base | 1 | 31.00 |" in md
+    assert "Runs without an evaluation summary" in md and str(tmp_path / "out" / "room") in md
+    assert md in result.stdout
