@@ -1,9 +1,11 @@
 """``make demo``: the main job on an embedded default, on CPU in a few minutes.
 
-1. generate the ``spheres`` scene (48 x 48 px) into ``data/demo-spheres`` if it is missing;
-2. train a small activation-nerf on it with ``ns-train`` (CPU) into ``outputs/demo`` if no
-   checkpoint is there yet;
-3. run ``eval.py`` on its test images with run-normal and one layer/fct, printing the summary table.
+1. regenerate the ``spheres`` scene (48 x 48 px) into ``data/demo-spheres`` if it is missing
+   (deterministic: the shipped runs were trained on exactly these images);
+2. load a shipped pre-trained run from ``outputs/demo/spheres/<method>/run`` (trained by
+   ``scripts/train_demo_models.sh``; if it is missing, that script trains it first);
+3. evaluate it with eval.py: the stock pipeline (run-normal) and the activation-informed rendering
+   at one layer / fct, printing the summary table and where the images are.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import tyro
 
@@ -19,66 +22,57 @@ from nerfinternals.data.synthetic import generate_blender_scene
 from nerfinternals.eval import ActivationDerivedDensity, evaluate
 from nerfinternals.loading import InputError
 
-# A reduced NeRF (4 x 64 position MLP, 32 + 64 samples) that learns the scene in minutes on a CPU.
-DEMO_MODEL_FLAGS = [
-    "--pipeline.model.base-mlp-num-layers", "4",
-    "--pipeline.model.base-mlp-layer-width", "64",
-    "--pipeline.model.head-mlp-layer-width", "32",
-    "--pipeline.model.skip-connections", "2",
-    "--pipeline.model.num-coarse-samples", "32",
-    "--pipeline.model.num-importance-samples", "64",
-    "--pipeline.model.eval-num-rays-per-chunk", "2304",
-    "--pipeline.datamanager.train-num-rays-per-batch", "256",
-]  # fmt: skip
+DEMO_SCENE = "data/demo-spheres"
+DEMO_SCENE_ARGS = dict(scene="spheres", width=48, height=48, num_train=40, num_val=4, num_test=4, seed=0)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def ensure_scene(path: Path = Path(DEMO_SCENE)) -> Path:
+    """Generate the demo scene at ``path`` unless it is there already."""
+    if not (path / "transforms_train.json").is_file():
+        print(f"generating the demo scene into {path}")
+        generate_blender_scene(path, **DEMO_SCENE_ARGS)
+    return path
+
+
+def run_config(method: str) -> Path:
+    return Path("outputs/demo/spheres") / method / "run" / "config.yml"
 
 
 @dataclass
 class Demo:
-    """Generate a scene, train a small activation-nerf on CPU if needed, and evaluate it."""
+    """Evaluate a shipped pre-trained model with activation-informed rendering against stock."""
 
-    data: Path = Path("data/demo-spheres")
-    """Scene folder (generated if missing)."""
-    outputs: Path = Path("outputs/demo")
-    """Training output folder (a run is trained here if none exists)."""
-    iterations: int = 1500
-    """Training iterations when a run has to be trained."""
-    layer: int = 1
-    """Probed layer for the evaluation."""
-    fct: int = 1
-    """Transform for the evaluation (0 std, 1 std_half, 2 std_half_sq)."""
-
-
-def _config_path(outputs: Path) -> Path:
-    return outputs / "demo" / "activation-nerf" / "run" / "config.yml"
+    method: Literal["activation-nerf", "activation-mipnerf", "activation-nerfacto"] = "activation-nerf"
+    """Which shipped run to evaluate."""
+    layer: int = 2
+    """Probed layer (0-based); the default is the best layer / fct of benchmarks/results for activation-nerf."""
+    fct: int = 2
+    """Transform: 0 std, 1 std_half, 2 std_half_sq."""
+    output_dir: str = "eval-demo"
+    """Output folder, relative to the run folder (replaced on every demo run)."""
 
 
 def main(demo: Demo) -> None:
-    if not (demo.data / "transforms_train.json").is_file():
-        print(f"generating the scene into {demo.data}")
-        generate_blender_scene(demo.data, "spheres", width=48, height=48, num_train=40, num_val=4, num_test=4)
-    config = _config_path(demo.outputs)
+    ensure_scene()
+    config = run_config(demo.method)
     if not list(config.parent.glob("nerfstudio_models/step-*.ckpt")):
-        print(f"training activation-nerf for {demo.iterations} iterations on CPU into {demo.outputs}")
-        cmd = [
-            str(Path(sys.executable).parent / "ns-train"), "activation-nerf",
-            "--machine.device-type", "cpu",
-            "--vis", "tensorboard",
-            "--output-dir", str(demo.outputs),
-            "--experiment-name", "demo",
-            "--timestamp", "run",
-            "--max-num-iterations", str(demo.iterations),
-            "--steps-per-save", str(demo.iterations),
-            "--steps-per-eval-image", str(10 * demo.iterations),
-            "--steps-per-eval-all-images", str(10 * demo.iterations),
-            *DEMO_MODEL_FLAGS,
-            "--data", str(demo.data),
-        ]  # fmt: skip
-        subprocess.run(cmd, check=True)
+        print(f"no shipped checkpoint for {demo.method}: training it with scripts/train_demo_models.sh")
+        subprocess.run(["bash", str(REPO / "scripts" / "train_demo_models.sh"), demo.method], check=True)
+    else:
+        print(f"using the shipped checkpoint of {config.parent}")
     evaluate(
         ActivationDerivedDensity(
-            load_config=config, layer=(demo.layer,), fct=(demo.fct,), output_dir="eval-demo", overwrite=True
+            load_config=config,
+            layer=(demo.layer,),
+            fct=(demo.fct,),
+            output_dir=demo.output_dir,
+            overwrite=True,
+            run_normal=True,
         )
     )
+    first = config.parent / demo.output_dir / "000"
+    print(f"first test image: {first}/coarse-to-fine.png (stock) and {first}/layer_*/ours.png (ours)")
 
 
 def entrypoint() -> None:

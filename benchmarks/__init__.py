@@ -1,0 +1,1 @@
+"""Speed / quality benchmarks (not tests): run with ``python -m benchmarks.<name>``."""
