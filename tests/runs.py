@@ -1,4 +1,4 @@
-"""Tiny training runs through the real ``ns-train`` entry point, shared by the test modules."""
+"""Shared by the test modules: tiny training runs through the real ``ns-train`` entry point, hand-made rays."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 NS_TRAIN = str(Path(sys.executable).parent / "ns-train")
@@ -93,4 +95,23 @@ def run_eval(args: list[str], torch_home: Path, cwd: Path) -> subprocess.Complet
     env = {**os.environ, "TORCH_HOME": str(torch_home)}
     return subprocess.run(
         [sys.executable, EVAL_SCRIPT, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
+    )
+
+
+def ray_samples(num_rays: int, num_samples: int = 8, near: float = 2.0, far: float = 6.0):
+    """``num_rays`` rays along +z from the origin, each with ``num_samples`` equal bins over [near, far]."""
+    from nerfstudio.cameras.rays import Frustums, RaySamples
+
+    bins = torch.linspace(near, far, num_samples + 1)
+    starts = bins[:-1].expand(num_rays, num_samples)[..., None]
+    ends = bins[1:].expand(num_rays, num_samples)[..., None]
+    return RaySamples(
+        frustums=Frustums(
+            origins=torch.zeros(num_rays, num_samples, 3),
+            directions=torch.tensor([0.0, 0.0, 1.0]).expand(num_rays, num_samples, 3),
+            starts=starts,
+            ends=ends,
+            pixel_area=torch.ones(num_rays, num_samples, 1),
+        ),
+        deltas=ends - starts,
     )

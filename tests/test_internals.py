@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from nerfstudio.cameras.rays import Frustums, RaySamples
 from nerfstudio.field_components.mlp import MLP
 from torch import nn
 
 from nerfinternals import internals
+from tests.runs import ray_samples
 
 
 def _mlp(skips=(2,), out_activation: nn.Module | None = None, num_layers=5):
@@ -16,22 +16,6 @@ def _mlp(skips=(2,), out_activation: nn.Module | None = None, num_layers=5):
     torch.manual_seed(0)
     return MLP(
         in_dim=7, num_layers=num_layers, layer_width=16, skip_connections=skips, out_activation=out_activation
-    )
-
-
-def _ray_samples(num_rays: int, num_samples: int, near=2.0, far=6.0) -> RaySamples:
-    bins = torch.linspace(near, far, num_samples + 1)
-    starts = bins[:-1].expand(num_rays, num_samples)[..., None]
-    ends = bins[1:].expand(num_rays, num_samples)[..., None]
-    return RaySamples(
-        frustums=Frustums(
-            origins=torch.zeros(num_rays, num_samples, 3),
-            directions=torch.tensor([0.0, 0.0, 1.0]).expand(num_rays, num_samples, 3),
-            starts=starts,
-            ends=ends,
-            pixel_area=torch.ones(num_rays, num_samples, 1),
-        ),
-        deltas=ends - starts,
     )
 
 
@@ -85,7 +69,7 @@ def test_transforms_match_equations():
 
 
 def test_flat_activation_gives_finite_uniform_weights():
-    samples = _ray_samples(2, 8)
+    samples = ray_samples(2, 8)
     v = torch.stack([torch.full((8,), 0.3), torch.linspace(1.0, 0.0, 8)])
     for fct in internals.FCT_NAMES:
         w = internals.weights_from_density(samples, internals.density_from_activation(v, fct))
@@ -96,7 +80,7 @@ def test_flat_activation_gives_finite_uniform_weights():
 
 
 def test_weights_peak_at_activation_minimum():
-    samples = _ray_samples(1, 16)
+    samples = ray_samples(1, 16)
     v = torch.ones(1, 16)
     v[0, 9] = -5.0
     w = internals.weights_from_density(samples, internals.density_from_activation(v, "std"))

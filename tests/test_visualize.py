@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 from nerfstudio.cameras.cameras import Cameras
-from nerfstudio.cameras.rays import Frustums, RaySamples
 from nerfstudio.data.scene_box import SceneBox
 from PIL import Image
 
@@ -27,7 +26,7 @@ from nerfinternals.models import (
     ActivationNeRFModelConfig,
 )
 from nerfinternals.visualize import Visualize, visualize
-from tests.runs import REPO, train
+from tests.runs import REPO, ray_samples, train
 
 VISUALIZE_SCRIPT = str(REPO / "nerfinternals" / "visualize.py")
 WIDTH, HEIGHT = 24, 20  # the trained scene: H != W
@@ -187,24 +186,8 @@ def test_mipnerf_has_no_separate_fine_network(models):
 
 
 # ---- the argmax-distance metric on hand-built rays -----------------------------------------------
-def _samples(num_rays: int, num_samples: int = 8, near: float = 2.0, far: float = 6.0) -> RaySamples:
-    bins = torch.linspace(near, far, num_samples + 1)
-    starts = bins[:-1].expand(num_rays, num_samples)[..., None]
-    ends = bins[1:].expand(num_rays, num_samples)[..., None]
-    return RaySamples(
-        frustums=Frustums(
-            origins=torch.zeros(num_rays, num_samples, 3),
-            directions=torch.tensor([0.0, 0.0, 1.0]).expand(num_rays, num_samples, 3),
-            starts=starts,
-            ends=ends,
-            pixel_area=torch.ones(num_rays, num_samples, 1),
-        ),
-        deltas=ends - starts,
-    )
-
-
 def test_argmax_distance_on_a_hand_built_ray():
-    samples = _samples(1)  # sample centres 2.25, 2.75, ..., 5.75
+    samples = ray_samples(1)  # sample centres 2.25, 2.75, ..., 5.75
     t = analysis.sample_midpoints(samples)
     assert torch.allclose(t[0], torch.arange(8) * 0.5 + 2.25)
     v = torch.ones(1, 8)
