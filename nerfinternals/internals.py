@@ -15,7 +15,8 @@ Low activation marks high density: minima of v along a ray sit at surfaces.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 
 import torch
 from nerfstudio.cameras.rays import RaySamples
@@ -52,23 +53,14 @@ def check_probe_layer(mlp: MLP, layer: int) -> None:
         raise ValueError(f"--layer {layer} is out of range for this model: valid layers are 0..{n - 1}")
 
 
-def mlp_layer_outputs(mlp: MLP, x: Tensor, layer: int) -> list[Tensor]:
-    """Post-activation outputs of ``mlp.layers[0..layer]``, evaluating those layers only.
+def _forward_layers(mlp: MLP, x: Tensor, layer: int) -> Iterator[Tensor]:
+    """Yield the post-activation outputs of ``mlp.layers[0..layer]`` one by one, evaluating those only.
 
     Reproduces ``MLP.pytorch_fwd`` exactly, including skip connections (``cat([input, x])``).
     The activation is applied here rather than hooked, since nerfstudio shares one ReLU module
     between MLPs.
-
-    Args:
-        mlp: a torch-implemented nerfstudio MLP.
-        x: encoded inputs, shape (..., in_dim).
-        layer: 0-based index of the last layer to evaluate.
-
-    Returns:
-        [f_0(x), ..., f_layer(x)], each of shape (..., width of that layer).
     """
     check_probe_layer(mlp, layer)
-    outputs = []
     h = x
     for i in range(layer + 1):
         if i in mlp._skip_connections:
@@ -77,16 +69,30 @@ def mlp_layer_outputs(mlp: MLP, x: Tensor, layer: int) -> list[Tensor]:
         act = _layer_activation(mlp, i)
         if act is not None:
             h = act(h)
-        outputs.append(h)
-    return outputs
+        yield h
+
+
+def mlp_layer_outputs(mlp: MLP, x: Tensor, layer: int) -> list[Tensor]:
+    """[f_0(x), ..., f_layer(x)]: every post-activation output up to ``layer`` (for analysis).
+
+    Args:
+        mlp: a torch-implemented nerfstudio MLP.
+        x: encoded inputs, shape (..., in_dim).
+        layer: 0-based index of the last layer to evaluate.
+
+    Returns:
+        one tensor per layer, each of shape (..., width of that layer).
+    """
+    return list(_forward_layers(mlp, x, layer))
 
 
 def mlp_layer_output(mlp: MLP, x: Tensor, layer: int) -> Tensor:
     """f_l(x): post-activation output of ``mlp.layers[layer]``, evaluating layers 0..layer only.
 
-    Shape (..., in_dim) -> (..., width of layer ``layer``); see :func:`mlp_layer_outputs`.
+    Shape (..., in_dim) -> (..., width of layer ``layer``).
     """
-    return mlp_layer_outputs(mlp, x, layer)[-1]
+    # deque(maxlen=1) keeps only the newest output: earlier ones are freed as the layers run
+    return deque(_forward_layers(mlp, x, layer), maxlen=1)[0]
 
 
 def activation_feature(mlp: MLP, x: Tensor, layer: int) -> Tensor:
