@@ -38,6 +38,7 @@ from torch import Tensor
 from nerfinternals.common import (
     atomic_write,
     camera_rays,
+    mean_or_none,
     progress_bar,
     rgb_output,
     run_cli,
@@ -290,11 +291,6 @@ class PeakMemory:
         self.peak_mb = (peak - self._start) / 2**20
 
 
-def _mean(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
-
-
 def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> dict:
     """Benchmark every method on one run; returns its section of results.json."""
     config, pipeline, ckpt, step = load_pipeline(config_path, device=cfg.device)
@@ -312,6 +308,7 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
             if i >= num_images:
                 break
             bundle = camera_rays(camera)
+            image_shape = list(bundle.shape)
             if i == 0:  # warm-up: every path once on a small crop
                 h, w = bundle.shape
                 crop = pixel_grid(bundle, range(min(8, h)), range(min(8, w)))
@@ -335,17 +332,17 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
                 per_method[m.name].append(entry)
                 progress.advance(task)
 
-    base_t = _mean([e["t"] for e in per_method["base"]])
+    base_t = mean_or_none([e["t"] for e in per_method["base"]])
     base_macs = model.macs_per_ray(None)
-    base_psnr = _mean([e["psnr"] for e in per_method["base"]])
-    base_ssim = _mean([e["ssim"] for e in per_method["base"]])
+    base_psnr = mean_or_none([e["psnr"] for e in per_method["base"]])
+    base_ssim = mean_or_none([e["ssim"] for e in per_method["base"]])
     rows = {}
     for m in methods:
         entries = per_method[m.name]
         row = {"kind": m.kind, **({"note": m.note} if m.note else {})}
         for key in ("t", "psnr", "ssim", "lpips", "peak_mem_mb", "macs_per_ray", "rendered_fraction"):
             values = [e.get(key) for e in entries]
-            row[key] = None if any(v is None for v in values) else _mean(values)
+            row[key] = None if any(v is None for v in values) else mean_or_none(values)
         row["time_ratio"] = row["t"] / base_t
         row["macs_ratio"] = row["macs_per_ray"] / base_macs
         row["psnr_delta"] = row["psnr"] - base_psnr
@@ -361,7 +358,7 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
         "step": step,
         "device": str(device),
         "num_images": num_images,
-        "image_shape": list(camera_rays(next(iter(loader))[0]).shape),
+        "image_shape": image_shape,
         "repeats": cfg.repeats,
         "num_probe_samples": model.num_probe_samples,
         "lpips_backbone": LPIPS_BACKBONE,

@@ -55,6 +55,12 @@ def write_png(path: Path, image: torch.Tensor) -> None:
     atomic_write(path, lambda p: Image.fromarray(array).save(p, format="PNG"))
 
 
+def mean_or_none(values: list) -> float | None:
+    """Mean of the values that are not None (None when there are none)."""
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
 def finite_or_none(value: float | None) -> float | None:
     """JSON has no infinity or NaN: such values are written as null."""
     return None if value is None or not math.isfinite(value) else value

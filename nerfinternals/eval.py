@@ -28,6 +28,7 @@ from rich.table import Table
 from nerfinternals.common import (
     camera_rays,
     check_output,
+    mean_or_none,
     output_root,
     progress_bar,
     rgb_output,
@@ -87,11 +88,6 @@ def _check_fct(fcts: tuple[int, ...]) -> list[str]:
 
 
 # ---- summaries ----------------------------------------------------------------------------------
-def _mean(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
-
-
 # ---- the evaluation ---------------------------------------------------------------------------
 def evaluate(cfg: ActivationDerivedDensity) -> dict:
     """Run the evaluation described by ``cfg``; returns the summary (also written to summary.json)."""
@@ -220,10 +216,10 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
 
     def means(key: str) -> dict:
         entries = [s[key] for s in per_image]
-        m = {k: _mean([e["metrics"][k] for e in entries]) for k in ("psnr", "ssim", "lpips")}
+        m = {k: mean_or_none([e["metrics"][k] for e in entries]) for k in ("psnr", "ssim", "lpips")}
         if any(e["metrics"]["lpips"] is None for e in entries):
             m["lpips"] = None
-        return {"t": _mean([e["t"] for e in entries]), **m}
+        return {"t": mean_or_none([e["t"] for e in entries]), **m}
 
     base = None
     if cfg.run_normal:
@@ -234,13 +230,13 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
         exp = means(name)
         exp.update(
             {
-                k: _mean([s[name]["metrics"]["quantitative"][k] for s in per_image])
+                k: mean_or_none([s[name]["metrics"]["quantitative"][k] for s in per_image])
                 for k in ("t_act", "t_coarse", "t_fine")
             }
         )
         rendered = 1.0
         if cfg.gate:
-            exp["fraction_skipped"] = _mean([s[name]["gate"]["fraction_skipped"] for s in per_image])
+            exp["fraction_skipped"] = mean_or_none([s[name]["gate"]["fraction_skipped"] for s in per_image])
             rendered = 1.0 - exp["fraction_skipped"]
         exp["macs"] = model.macs_per_ray(layer, cfg.upsample, rendered_fraction=rendered) * pixels
         exp["macs_ratio"] = exp["macs"] / (base_macs * pixels)
