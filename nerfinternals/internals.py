@@ -19,8 +19,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 
 import torch
-from nerfstudio.cameras.rays import RaySamples
+from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.field_components.mlp import MLP
+from nerfstudio.utils.math import intersect_aabb
 from torch import Tensor, nn
 
 
@@ -96,8 +97,41 @@ def mlp_layer_output(mlp: MLP, x: Tensor, layer: int) -> Tensor:
 
 
 def activation_feature(mlp: MLP, x: Tensor, layer: int) -> Tensor:
-    """v = mean over hidden units of f_l(x). Shape (..., in_dim) -> (...)."""
-    return mlp_layer_output(mlp, x, layer).mean(dim=-1)
+    """v = mean over hidden units of f_l(x), in float32 (also under autocast). Shape (..., in_dim) -> (...)."""
+    return mlp_layer_output(mlp, x, layer).float().mean(dim=-1)
+
+
+def resample_along_ray(v: Tensor, num_samples: int) -> Tensor:
+    """v of n probe samples, linearly interpolated to ``num_samples`` samples of the same ray.
+
+    Both sample sets split the same interval into equal bins (in the sampler's spacing); sample j of
+    N sits at probe position (j + 1/2) n / N - 1/2, clamped to [0, n - 1]. Identity for N = n.
+    Shape (R, n) -> (R, num_samples).
+    """
+    n = v.shape[-1]
+    if n == num_samples:
+        return v
+    pos = ((torch.arange(num_samples, device=v.device, dtype=v.dtype) + 0.5) * n / num_samples - 0.5).clamp(
+        0, n - 1
+    )
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp_max(n - 1)
+    frac = pos - lo
+    return v[..., lo] * (1 - frac) + v[..., hi] * frac
+
+
+def restrict_to_box(rays: RayBundle, aabb: Tensor) -> Tensor:
+    """Clip each ray's [near, far] to its segment inside the axis-aligned box ``aabb`` (2, 3), in place.
+
+    Uniform samples then fall where a bounded scene can hold density. Returns the mask (R,) of rays
+    that cross the box within [near, far]; the others keep an empty interval (near = far).
+    """
+    t_in, t_out = intersect_aabb(rays.origins, rays.directions, aabb.flatten(), invalid_value=0.0)
+    nears = torch.maximum(rays.nears, t_in[..., None])
+    fars = torch.minimum(rays.fars, t_out[..., None])
+    hit = (fars > nears)[..., 0]
+    rays.nears, rays.fars = nears, torch.maximum(fars, nears)
+    return hit
 
 
 def _std_threshold(k: float, square: bool) -> Callable[[Tensor], Tensor]:

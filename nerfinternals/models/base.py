@@ -4,22 +4,34 @@ Each model supplies five hooks (what to probe, how to sample and encode, how to 
 estimated weights, and its per-ray compute); :class:`ActivationRenderingMixin` runs the method of
 :mod:`nerfinternals.internals` over a whole camera, chunked like nerfstudio's own
 ``get_outputs_for_camera_ray_bundle``, and times each stage.
+
+:class:`ActivationInferenceConfig` holds the model's *inference setting* (config fields of all three
+models): when the model is not training, nerfstudio's whole-camera entry point
+(``get_outputs_for_camera_ray_bundle``, used for eval images, ``ns-render``, the viewer and
+``ns-eval``) renders with that sampler at that precision. The default is the stock sampler in fp32,
+so training and stock behaviour are unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.field_components.mlp import MLP
+from nerfstudio.model_components.scene_colliders import NearFarCollider
+from nerfstudio.utils import colormaps
 from torch import Tensor
 
 from nerfinternals import internals
 from nerfinternals.metrics import drop_nan_lpips
+from nerfinternals.precision import as_float32, check_precision, precision_scope
 
 
 def synchronize(device: torch.device) -> None:
@@ -53,11 +65,52 @@ class StageTimer:
         self.totals[name] += time.perf_counter() - start
 
 
+@dataclass
+class ActivationInferenceConfig:
+    """How the model renders whole cameras when it is not training (eval images, ns-render, the viewer,
+    ns-eval). Fields of every activation-* model config; defaults keep stock behaviour."""
+
+    inference_sampler: Literal["stock", "activation"] = "stock"
+    """"activation": replace the coarse (first proposal) network by the estimate from its layer
+    probe_layer; "stock": the model's own coarse-to-fine / proposal sampling."""
+    probe_layer: int = 1
+    """Probed layer, 0-based (1 = the paper's l=2)."""
+    probe_fct: Literal["std", "std_half", "std_half_sq"] = "std_half"
+    """Activation -> density transform."""
+    probe_upsample: bool = False
+    """Probe every 2nd pixel per axis with half the samples and upsample the activations."""
+    probe_gate: bool = False
+    """Render only pixels whose mean activation is below the image mean (the paper's Fig. 3)."""
+    probe_samples: int = 0
+    """Samples per ray the probe evaluates (0: as many as the replaced network); fewer are linearly
+    interpolated along the ray onto the replaced network's samples."""
+    probe_in_box: bool = False
+    """Place the uniform samples on each ray's segment inside the scene box, and skip rays that miss
+    it (bounded scenes: no effect with scene contraction or NDC)."""
+    keep_near_plane: bool = False
+    """Sample from the training near plane when not training as well (nerfstudio resets it to 0);
+    applies to the stock sampler too."""
+    precision: Literal["fp32", "tf32", "bf16", "fp16"] = "fp32"
+    """Arithmetic of whole-camera renders (nerfinternals.precision); fp32 is exact."""
+
+
+INFERENCE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ActivationInferenceConfig))
+
+
 class ActivationRenderingMixin:
     """Render with the first (coarse / proposal) network replaced by its layer-l activations.
 
     Subclasses (nerfstudio models) implement the hooks below.
     """
+
+    config: ActivationInferenceConfig
+
+    OUTPUT_ALIASES: dict[str, str] = {}
+    """Generic output name -> the stock model's name for its final output (NeRF: "rgb" -> "rgb_fine")."""
+    METRIC_PREFIX: str = ""
+    """Prefix of the stock model's final-pass SSIM / LPIPS metric names (NeRF: "fine_")."""
+    STOCK_ONLY_OUTPUT: str = ""
+    """An output only the stock pipeline renders (tells stock outputs from ours)."""
 
     # ---- hooks -------------------------------------------------------------------------------
     @property
@@ -82,6 +135,10 @@ class ActivationRenderingMixin:
         """Mask (R, S) of samples that can hold density at all (None: all of them)."""
         return None
 
+    def probe_box(self) -> Tensor | None:
+        """The (2, 3) box outside which the scene holds no density, for ``in_box`` (None: unbounded)."""
+        return None
+
     def render_from_weights(self, ray_bundle: RayBundle, ray_samples: RaySamples, weights: Tensor) -> dict:
         """Everything after the replaced network: importance sampling, fine pass, renderer."""
         raise NotImplementedError
@@ -96,30 +153,153 @@ class ActivationRenderingMixin:
 
     # ---- the method --------------------------------------------------------------------------
     def macs_per_ray(
-        self, layer: int | None, upsample: bool = False, rendered_fraction: float = 1.0
+        self,
+        layer: int | None,
+        upsample: bool = False,
+        rendered_fraction: float = 1.0,
+        num_samples: int | None = None,
+        probed_fraction: float = 1.0,
     ) -> float:
         """Multiply-adds of the MLPs per ray: the stock pipeline (``layer=None``) or ours.
 
-        Ours = probe + (stock - replaced network) x ``rendered_fraction`` (the share of pixels the
-        gate lets through; 1 without gating). The probe runs layers 0..l on N samples of every
-        pixel (with ``upsample`` on a quarter of the pixels with N/2 samples). Encodings, hash
-        look-ups and compositing are not counted.
+        Ours = probe x ``probed_fraction`` + (stock - replaced network) x ``rendered_fraction`` (the
+        share of pixels rendered: the gate and ``in_box`` skip some; the probe runs on every pixel
+        the box does not rule out). The probe runs layers 0..l on ``num_samples`` (default N)
+        samples of each pixel (with ``upsample`` on a quarter of the pixels with half the samples).
+        Encodings, hash look-ups and compositing are not counted.
         """
         stock = self.stock_macs_per_ray()
         if layer is None:
             return float(stock)
-        n = self.num_probe_samples
+        n = num_samples or self.num_probe_samples
         probe = internals.probe_macs(self.probe_mlp, layer) * (internals.half(n) / 4 if upsample else n)
-        return float(probe + (stock - self.skipped_macs_per_ray()) * rendered_fraction)
+        return float(probe * probed_fraction + (stock - self.skipped_macs_per_ray()) * rendered_fraction)
+
+    # ---- the inference setting ---------------------------------------------------------------
+    def inference_settings(self) -> dict:
+        """The current inference setting: every :class:`ActivationInferenceConfig` field."""
+        return {name: getattr(self.config, name) for name in INFERENCE_FIELDS}
+
+    def check_inference(self, settings: dict) -> None:
+        """Raise ``ValueError`` (one line) unless ``settings`` can render on this model and device."""
+        if settings["inference_sampler"] not in ("stock", "activation"):
+            raise ValueError(
+                f"unknown inference sampler {settings['inference_sampler']!r}: stock or activation"
+            )
+        if settings["inference_sampler"] == "activation":
+            internals.check_probe_layer(self.probe_mlp, settings["probe_layer"])
+            if settings["probe_fct"] not in internals.TRANSFORMS:
+                raise ValueError(
+                    f"unknown transform {settings['probe_fct']!r}; choose one of {', '.join(internals.TRANSFORMS)}"
+                )
+        if settings["probe_samples"] < 0 or settings["probe_samples"] == 1:
+            raise ValueError(
+                f"--probe-samples must be 0 (as many as the replaced network) or at least 2, got {settings['probe_samples']}"
+            )
+        check_precision(settings["precision"], self.device)
+
+    def set_inference(self, **settings) -> None:
+        """Change the inference setting (fields of :class:`ActivationInferenceConfig`), checked first."""
+        unknown = sorted(set(settings) - set(INFERENCE_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"unknown inference setting(s) {', '.join(unknown)}: known are {', '.join(INFERENCE_FIELDS)}"
+            )
+        self.check_inference({**self.inference_settings(), **settings})
+        for name, value in settings.items():
+            setattr(self.config, name, value)
+        self._apply_near_plane()
+
+    def _apply_near_plane(self) -> None:
+        """Keep the training near plane at eval when ``keep_near_plane`` (a no-op for other colliders)."""
+        collider = getattr(self, "collider", None)
+        if isinstance(collider, NearFarCollider):
+            if not hasattr(collider, "stock_reset_near_plane"):
+                collider.stock_reset_near_plane = collider.reset_near_plane
+            collider.reset_near_plane = collider.stock_reset_near_plane and not self.config.keep_near_plane
+
+    def probe_kwargs(self) -> dict:
+        """The configured probe as keyword arguments of :meth:`render_with_activations`."""
+        c = self.config
+        return {
+            "layer": c.probe_layer,
+            "fct": c.probe_fct,
+            "upsample": c.probe_upsample,
+            "gate": c.probe_gate,
+            "n_probe": c.probe_samples or None,
+            "in_box": c.probe_in_box,
+        }
+
+    def render_stock(self, camera_ray_bundle: RayBundle) -> dict[str, Tensor]:
+        """The stock pipeline over an (H, W) bundle (nerfstudio's ``get_outputs_for_camera_ray_bundle``),
+        whatever the inference sampler; honours ``keep_near_plane``."""
+        self._apply_near_plane()
+        return super().get_outputs_for_camera_ray_bundle(camera_ray_bundle)
+
+    def get_outputs_for_camera_ray_bundle(self, camera_ray_bundle: RayBundle) -> dict[str, Tensor]:
+        """nerfstudio's whole-camera render. Not training: the inference setting's sampler at its precision,
+        with the stock model's output names as well (NeRF: ``rgb_fine`` and ``rgb`` alike)."""
+        if self.training:
+            return super().get_outputs_for_camera_ray_bundle(camera_ray_bundle)
+        c = self.config
+        with precision_scope(c.precision, self.device):
+            if c.inference_sampler == "activation":
+                outputs, self.last_stage_times = self.render_with_activations(
+                    camera_ray_bundle, **self.probe_kwargs()
+                )
+            else:
+                outputs = self.render_stock(camera_ray_bundle)
+        return self.with_output_aliases(as_float32(outputs))
+
+    def with_output_aliases(self, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``outputs`` plus, for each pair of :attr:`OUTPUT_ALIASES`, the name it lacks (same tensor)."""
+        out = dict(outputs)
+        for generic, stock in self.OUTPUT_ALIASES.items():
+            if generic in out and stock not in out:
+                out[stock] = out[generic]
+            elif stock in out and generic not in out:
+                out[generic] = out[stock]
+        return out
 
     def get_image_metrics_and_images(self, outputs, batch):
-        metrics, images = super().get_image_metrics_and_images(outputs, batch)
+        if self.STOCK_ONLY_OUTPUT in outputs:
+            metrics, images = super().get_image_metrics_and_images(outputs, batch)
+            return drop_nan_lpips(metrics), images
+        return self._activation_metrics_and_images(outputs, batch)
+
+    def _activation_metrics_and_images(self, outputs, batch):
+        """Metrics and images of a render without coarse / proposal outputs, named as the stock model names
+        its final pass: NeRF / Mip-NeRF ``psnr, fine_psnr, fine_ssim, fine_lpips``, nerfacto ``psnr, ssim, lpips``."""
+        rgb = outputs["rgb"]
+        image = self.renderer_rgb.blend_background(batch["image"].to(rgb.device))[..., :3]
+        gt, pred = (torch.moveaxis(x, -1, 0)[None] for x in (image, rgb))
+        psnr = float(self.psnr(gt, pred))
+        prefix = self.METRIC_PREFIX
+        metrics = {
+            "psnr": psnr,
+            f"{prefix}ssim": float(self.ssim(gt, pred)),
+            f"{prefix}lpips": float(self.lpips(gt, pred)),
+        }
+        if prefix:
+            metrics[f"{prefix}psnr"] = psnr
+        images = {
+            "img": torch.cat([image, rgb], dim=1),
+            "accumulation": colormaps.apply_colormap(outputs["accumulation"]),
+            "depth": colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"]),
+        }
         return drop_nan_lpips(metrics), images
 
-    def activation_volume(self, ray_bundle: RayBundle, layer: int, num_samples: int) -> Tensor:
-        """v for ``num_samples`` uniform samples of each (collided) ray: shape (R, num_samples)."""
-        samples = self.probe_samples(ray_bundle, num_samples)
-        return internals.activation_feature(self.probe_mlp, self.probe_inputs(samples), layer)
+    # ---- the method, step by step --------------------------------------------------------------
+    def activation_volume(
+        self, ray_bundle: RayBundle, layer: int, num_samples: int, n_probe: int | None = None
+    ) -> Tensor:
+        """v for ``num_samples`` uniform samples of each (collided) ray: shape (R, num_samples).
+
+        With ``n_probe`` the probe runs on that many uniform samples and v is interpolated along the ray.
+        """
+        samples = self.probe_samples(ray_bundle, n_probe or num_samples)
+        v = internals.activation_feature(self.probe_mlp, self.probe_inputs(samples), layer)
+        return internals.resample_along_ray(v, num_samples)
 
     def estimate_density(self, ray_samples: RaySamples, v: Tensor, fct: str) -> Tensor:
         """d̂ = TRANSFORMS[fct](v), zero where ``probe_support`` is 0: (R, S) -> (R, S)."""
@@ -146,25 +326,48 @@ class ActivationRenderingMixin:
         return self.renderer_rgb.get_background_color(color, shape=(3,), device=self.device)
 
     def _chunks(
-        self, camera_ray_bundle: RayBundle, index: Tensor | None = None
+        self, camera_ray_bundle: RayBundle, index: Tensor | None = None, in_box: bool = False
     ) -> Iterator[tuple[int, int, RayBundle]]:
         """Collided chunks of ``eval_num_rays_per_chunk`` rays of the flattened bundle (or of its
-        rays at ``index``); yields (start, end, rays) with positions in that sequence."""
+        rays at ``index``), with ``in_box`` clipped to the scene box; yields (start, end, rays) with
+        positions in that sequence."""
         flat = camera_ray_bundle.flatten()
         if index is not None:
             flat = flat[index.to(flat.origins.device)]
+        box = self.probe_box() if in_box else None
         step = self.config.eval_num_rays_per_chunk
         for start in range(0, len(flat), step):
             rays = flat[start : start + step].to(self.device)
             if self.collider is not None:
                 rays = self.collider(rays)
+            if box is not None:
+                internals.restrict_to_box(rays, box.to(self.device))
             yield start, start + len(rays), rays
 
-    def _probe_image(self, camera_ray_bundle: RayBundle, layer: int, num_samples: int) -> Tensor:
+    def _box_mask(self, camera_ray_bundle: RayBundle) -> Tensor | None:
+        """(H, W) mask of the rays that cross the scene box within [near, far] (None: no box)."""
+        box = self.probe_box()
+        if box is None:
+            return None
+        hits = [
+            internals.restrict_to_box(rays, box.to(self.device))
+            for _, _, rays in self._chunks(camera_ray_bundle)
+        ]
+        return torch.cat(hits).view(camera_ray_bundle.shape)
+
+    def _probe_image(
+        self,
+        camera_ray_bundle: RayBundle,
+        layer: int,
+        num_samples: int,
+        in_box: bool = False,
+        n_probe: int | None = None,
+    ) -> Tensor:
         """The (H, W, num_samples) activation volume of a camera's rays."""
         h, w = camera_ray_bundle.shape
         parts = [
-            self.activation_volume(rays, layer, num_samples) for _, _, rays in self._chunks(camera_ray_bundle)
+            self.activation_volume(rays, layer, num_samples, n_probe)
+            for _, _, rays in self._chunks(camera_ray_bundle, in_box=in_box)
         ]
         return torch.cat(parts).view(h, w, num_samples)
 
@@ -216,6 +419,8 @@ class ActivationRenderingMixin:
         upsample: bool = False,
         gate: bool = False,
         threshold: float | None = None,
+        n_probe: int | None = None,
+        in_box: bool = False,
     ) -> tuple[dict[str, Tensor], dict[str, float]]:
         """Render an (H, W) camera ray bundle with activation-informed sampling.
 
@@ -228,39 +433,58 @@ class ActivationRenderingMixin:
                 with ``upsample``, of the upsampled volume); pixels with V_l >= ``threshold`` skip
                 importance sampling and the fine pass and take the background colour (accumulation
                 and depth 0).
-            threshold: the gate's threshold; None: the image mean μ(V_l). ``math.inf`` admits every
-                pixel and reproduces the ungated render exactly.
+            threshold: the gate's threshold; None: the mean μ(V_l) over the image (with ``in_box``, over
+                the pixels whose ray crosses the box). ``math.inf`` admits every pixel and reproduces
+                the ungated render exactly.
+            n_probe: the probe evaluates this many uniform samples per ray (default: N, the replaced
+                network's count); v is linearly interpolated along the ray onto the N samples.
+            in_box: place the N uniform samples (and the probe's) on the ray's segment inside the scene
+                box; rays that miss it are not rendered (background), like gated pixels.
 
         Returns:
-            outputs (each (H, W, C); with ``gate`` also ``"gate_mask"`` (H, W, 1) bool, True where
-            rendered, and ``"activation_map"`` (H, W, 1)) and stage times ``{"t_act", "t_coarse",
-            "t_fine"}`` in seconds (the gate's map counts to ``t_act``).
+            outputs (each (H, W, C); with ``gate`` or ``in_box`` also ``"gate_mask"`` (H, W, 1) bool, True
+            where rendered; with ``gate`` ``"activation_map"`` (H, W, 1)) and stage times ``{"t_act",
+            "t_coarse", "t_fine"}`` in seconds (the gate's map and the box test count to ``t_act``).
         """
         internals.check_probe_layer(self.probe_mlp, layer)
+        self._apply_near_plane()
         height, width = camera_ray_bundle.shape
         n = self.num_probe_samples
+        n_probe = None if n_probe == n else n_probe
+        in_box = in_box and self.probe_box() is not None
         timer = StageTimer(self.device)
         probed = mask = act_map = index = None
         with timer.stage("t_act"):
+            if in_box:
+                mask = self._box_mask(camera_ray_bundle)
             if upsample:
                 coarse_grid = pixel_grid(camera_ray_bundle, range(0, height, 2), range(0, width, 2))
-                small = self._probe_image(coarse_grid, layer, internals.half(n))
+                small = self._probe_image(coarse_grid, layer, internals.half(n_probe or n), in_box)
                 probed = internals.upsample_nearest(small, (height, width, n)).reshape(height * width, n)
             elif gate:
-                probed = self._probe_image(camera_ray_bundle, layer, n).reshape(height * width, n)
+                probed = self._probe_image(camera_ray_bundle, layer, n, in_box, n_probe).reshape(
+                    height * width, n
+                )
             if gate:
-                act_map, mask = self._gate(camera_ray_bundle, layer, threshold, volume=probed)
+                act_map = internals.activation_map(probed.view(height, width, n))
+                if threshold is None and mask is not None and mask.any():
+                    threshold = float(act_map[mask].mean())
+                gated = internals.gate_mask(act_map, threshold)
+                mask = gated if mask is None else gated & mask
+            if mask is not None:
                 index = mask.reshape(-1).nonzero().squeeze(-1)
 
         outputs: dict[str, list[Tensor]] = defaultdict(list)
-        for start, end, rays in self._chunks(camera_ray_bundle, index):
+        for start, end, rays in self._chunks(camera_ray_bundle, index, in_box):
             with timer.stage("t_act"):
                 samples = self.probe_samples(rays, n)
-                if probed is None:
-                    v = internals.activation_feature(self.probe_mlp, self.probe_inputs(samples), layer)
-                else:
+                if probed is not None:
                     rows = slice(start, end) if index is None else index[start:end]
                     v = probed[rows].to(self.device)
+                elif n_probe is None:
+                    v = internals.activation_feature(self.probe_mlp, self.probe_inputs(samples), layer)
+                else:
+                    v = self.activation_volume(rays, layer, n, n_probe)
                 weights = self.estimate_weights(samples, v, fct)
             with timer.stage("t_fine"):
                 chunk_out = self.render_from_weights(rays, samples, weights)
@@ -280,7 +504,7 @@ class ActivationRenderingMixin:
 
         V_l is the activation map of the probed network (per-pixel mean of v over the N uniform
         samples); ``threshold=None`` is its image mean μ(V_l), ``math.inf`` admits every pixel and
-        reproduces ``get_outputs_for_camera_ray_bundle`` exactly. Other pixels take the background
+        reproduces :meth:`render_stock` exactly. Other pixels take the background
         colour (``rgb*`` outputs) and 0 (every other output).
 
         Returns:
@@ -297,7 +521,7 @@ class ActivationRenderingMixin:
         with timer.stage("t_render"):
             if len(index):
                 admitted = camera_ray_bundle.flatten()[index].reshape((len(index), 1))
-                outputs = self.get_outputs_for_camera_ray_bundle(admitted)
+                outputs = self.render_stock(admitted)
                 parts = {name: [value] for name, value in outputs.items()}
         device = camera_ray_bundle.origins.device
         images = self._assemble(parts, (height, width), mask, device)

@@ -20,11 +20,11 @@ from torch import Tensor
 from nerfinternals.data.ndc import ndc_collider_from_metadata
 from nerfinternals.internals import linear_macs
 from nerfinternals.metrics import offline_lpips
-from nerfinternals.models.base import ActivationRenderingMixin
+from nerfinternals.models.base import ActivationInferenceConfig, ActivationRenderingMixin
 
 
 @dataclass
-class ActivationNeRFModelConfig(VanillaModelConfig):
+class ActivationNeRFModelConfig(VanillaModelConfig, ActivationInferenceConfig):
     """NeRF config; the MLP sizes default to nerfstudio's (and the paper's) NeRF."""
 
     _target: type = field(default_factory=lambda: ActivationNeRFModel)
@@ -55,6 +55,9 @@ class _NeRFFamily(ActivationRenderingMixin):
     """What NeRF and Mip-NeRF share: field construction from the config, the renderer."""
 
     config: ActivationNeRFModelConfig
+    OUTPUT_ALIASES = {"rgb": "rgb_fine", "accumulation": "accumulation_fine", "depth": "depth_fine"}
+    METRIC_PREFIX = "fine_"
+    STOCK_ONLY_OUTPUT = "rgb_coarse"
 
     def populate_modules(self) -> None:
         with offline_lpips():
@@ -90,6 +93,10 @@ class _NeRFFamily(ActivationRenderingMixin):
 
     def probe_samples(self, ray_bundle: RayBundle, num_samples: int) -> RaySamples:
         return self.sampler_uniform(ray_bundle, num_samples=num_samples)
+
+    def probe_box(self) -> Tensor | None:
+        # NDC rays live in the NDC cube, not in the scene box
+        return None if self.config.use_ndc_collider else self.scene_box.aabb
 
     def _render_fine(self, field: NeRFField, ray_samples: RaySamples) -> dict[str, Tensor]:
         out = field.forward(ray_samples)

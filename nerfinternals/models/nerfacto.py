@@ -26,12 +26,12 @@ from torch import Tensor
 from nerfinternals.data.ndc import ndc_collider_from_metadata
 from nerfinternals.internals import linear_macs
 from nerfinternals.metrics import offline_lpips
-from nerfinternals.models.base import ActivationRenderingMixin
+from nerfinternals.models.base import ActivationInferenceConfig, ActivationRenderingMixin
 from nerfinternals.models.density_fields import MLPDensityField, ProbedDensityField, ProbedHashMLPDensityField
 
 
 @dataclass
-class ActivationNerfactoModelConfig(NerfactoModelConfig):
+class ActivationNerfactoModelConfig(NerfactoModelConfig, ActivationInferenceConfig):
     """nerfacto config with MLP proposal networks by default."""
 
     _target: type = field(default_factory=lambda: ActivationNerfactoModel)
@@ -51,6 +51,7 @@ class ActivationNerfactoModel(ActivationRenderingMixin, NerfactoModel):
     """nerfacto whose first proposal network can be replaced by its own activations."""
 
     config: ActivationNerfactoModelConfig
+    STOCK_ONLY_OUTPUT = "prop_depth_0"
 
     def populate_modules(self) -> None:
         c = self.config
@@ -106,6 +107,10 @@ class ActivationNerfactoModel(ActivationRenderingMixin, NerfactoModel):
 
     def probe_support(self, ray_samples: RaySamples) -> Tensor:
         return self._proposal_net(0).support(ray_samples.frustums.get_positions())
+
+    def probe_box(self) -> Tensor | None:
+        # with scene contraction (or NDC) every point of a ray maps into the fields' box
+        return None if self.field.spatial_distortion is not None else self.scene_box.aabb
 
     def render_from_weights(self, ray_bundle: RayBundle, ray_samples: RaySamples, weights: Tensor) -> dict:
         """Proposal levels 1..n and the field, as ``ProposalNetworkSampler`` and ``get_outputs`` at eval."""
