@@ -7,6 +7,8 @@ a non-empty folder only with ``--overwrite``), the progress bar, synchronised ti
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -114,18 +116,88 @@ def camera_rays(camera):
     return camera.generate_rays(camera_indices=0, keep_shape=True)
 
 
+def check_rescale(factor: float) -> None:
+    if not 0 < factor <= 1:
+        raise InputError(f"--rescale must be in (0, 1], got {factor}")
+
+
+def resize_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """An (H, W, C) image resized to (height, width): each output pixel the mean of the input area it covers."""
+    if tuple(image.shape[:2]) == (height, width):
+        return image
+    x = image.permute(2, 0, 1)[None].float()
+    return torch.nn.functional.interpolate(x, size=(height, width), mode="area")[0].permute(1, 2, 0)
+
+
+def eval_views(model, loader, max_images: int | None = None, rescale: float = 1.0):
+    """(image index, (H, W) ray bundle, (H, W, 3) target on the model's device) of the first eval images.
+
+    With ``rescale`` < 1 the cameras render at that fraction of the resolution (nerfstudio's
+    ``rescale_output_resolution``) and the target is the ground truth area-averaged to the same size.
+    """
+    for i, (camera, batch) in enumerate(loader):
+        if max_images is not None and i >= max_images:
+            break
+        if rescale != 1.0:
+            camera = camera[:]  # a copy: the loader's camera stays as it is
+            camera.rescale_output_resolution(rescale)
+        bundle = camera_rays(camera)
+        target = model.renderer_rgb.blend_background(batch["image"].to(model.device))[..., :3]
+        yield int(batch["image_idx"]), bundle, resize_image(target, *bundle.shape)
+
+
 def rgb_output(outputs: dict) -> torch.Tensor:
     """The final RGB of a stock output dict (``rgb_fine`` for NeRF / Mip-NeRF, ``rgb`` for nerfacto)."""
     return outputs["rgb_fine"] if "rgb_fine" in outputs else outputs["rgb"]
 
 
 # ---- command line ------------------------------------------------------------------------------
-def run_cli(config_cls: type, main: Callable[[object], object]) -> None:
-    """Parse ``config_cls`` with tyro and run ``main``; bad input -> one ``error:`` line, exit code 2."""
+def _tyro_message(text: str) -> str:
+    """The sentences of tyro's parse error (unknown option or sub-command, invalid choice, ...).
+
+    tyro draws a box (``│`` borders, the title in the top border) on a terminal-capable stream and
+    plain text otherwise (the title as the first section); sections are separated by rules.
+    """
+    boxed = "│" in text
+    sections: list[list[str]] = [[]]
+    for line in text.splitlines():
+        inner = line.strip()
+        if boxed:
+            if not inner.startswith("│"):
+                continue
+            inner = inner.strip("│").strip()
+        if inner and set(inner) <= {"─", "-"}:
+            sections.append([])
+        elif inner:
+            sections[-1].append(inner)
+    sections = [s for s in sections if s]
+    if not boxed and len(sections) > 1:
+        sections = sections[1:]  # the title
+    parts = [" ".join(s) for s in sections if not s[0].startswith("For full helptext")]
+    return "; ".join(parts) or "invalid command line (run with -h for the flags)"
+
+
+def parse_cli(config_type: object) -> object:
+    """``tyro.cli(config_type)``; a parse error is one ``error:`` line and exit code 2 (not tyro's box)."""
     import tyro
 
     tyro.extras.set_accent_color("bright_yellow")
-    cfg = tyro.cli(config_cls)
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            cfg = tyro.cli(config_type)
+    except SystemExit as exit_:
+        if exit_.code in (0, None):  # -h
+            raise
+        print(f"error: {_tyro_message(captured.getvalue())}", file=sys.stderr)
+        sys.exit(2)
+    sys.stderr.write(captured.getvalue())
+    return cfg
+
+
+def run_cli(config_type: object, main: Callable[[object], object]) -> None:
+    """Parse ``config_type`` with tyro and run ``main``; bad input -> one ``error:`` line, exit code 2."""
+    cfg = parse_cli(config_type)
     try:
         main(cfg)
     except InputError as err:
