@@ -7,7 +7,11 @@ layer ``layer`` of that network's MLP; the rest of the pipeline runs as stock. W
 the stock pipeline renders the same image in the same process as the baseline.
 
 With ``--gate`` the fine pass runs only for pixels whose mean activation along the ray is below the
-image mean (the paper's Fig. 3); the others take the background colour.
+image mean (the paper's Fig. 3); the others take the background colour. ``--probe-samples`` and
+``--in-box`` change where the probe samples (see ``-h``); ``--precision``, ``--rescale`` and
+``--keep-near-plane`` apply to the stock baseline and ours alike. ``--auto`` picks the fastest
+configuration within ``--max-psnr-drop`` of stock on the run's val images (recorded in the run
+folder, :mod:`nerfinternals.auto`) and evaluates that one.
 
 Writes ``<run dir>/<output-dir>/<image_idx:03>/{coarse-to-fine,target}.png`` and ``stats.json``,
 one ``layer_LL_ups_U_fct_NAME[_gate]/`` folder per experiment (``ours.png``, ``target.png``,
@@ -26,8 +30,9 @@ from rich.console import Console
 from rich.table import Table
 
 from nerfinternals.common import (
-    camera_rays,
     check_output,
+    check_rescale,
+    eval_views,
     mean_or_none,
     output_root,
     progress_bar,
@@ -41,6 +46,7 @@ from nerfinternals.internals import FCT_NAMES, num_probe_layers
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import LPIPS_BACKBONE, image_metrics
 from nerfinternals.models.base import pixel_grid
+from nerfinternals.precision import Precision, check_precision, precision_scope
 
 CONSOLE = Console(width=120)
 
@@ -59,6 +65,20 @@ class ActivationDerivedDensity:
     """Probe every 2nd pixel per axis with half the samples and upsample the activations."""
     gate: bool = False
     """Run importance sampling and the fine pass only for pixels whose mean activation along the ray is below the image mean (the paper's Fig. 3); the others take the background colour. Combines with the activation-informed sampling (and --upsample); stats.json reports the fraction of rays skipped."""
+    probe_samples: int = 0
+    """Samples per ray the probe evaluates (0: as many as the replaced network); fewer are linearly interpolated along the ray onto the replaced network's samples."""
+    in_box: bool = False
+    """Place the uniform samples (the probe's and the fine pass's originals) on each ray's segment inside the scene box; rays that miss it are not rendered (background). Bounded scenes only (no effect with scene contraction or NDC)."""
+    keep_near_plane: bool = False
+    """Sample from the training near plane at evaluation too (nerfstudio resets it to 0), for the stock baseline and ours alike."""
+    precision: Precision = "fp32"
+    """Arithmetic of every render, base and ours: fp32 (exact), tf32 (CUDA only), bf16 / fp16 (autocast). On this project's CPU bf16 is the fastest and fp16 the second (README, "Precision")."""
+    rescale: float = 1.0
+    """Render the eval cameras at this fraction of their resolution (targets area-averaged to match), e.g. 0.125 for 400 px full-size runs on a CPU."""
+    auto: bool = False
+    """Ignore --layer/--fct/--upsample/--probe-samples/--in-box: evaluate the fastest configuration whose PSNR on the run's val images is within --max-psnr-drop of stock (chosen once and recorded in the run folder as nerfinternals_auto.json; reused while it matches the checkpoint, budget, precision and rescale)."""
+    max_psnr_drop: float = 0.1
+    """--auto: the PSNR budget in dB against the stock sampler."""
     run_normal: bool = True
     """Also render with the stock coarse-to-fine pipeline (the baseline for metrics and times)."""
     output_dir: str = "eval"
@@ -74,8 +94,27 @@ class ActivationDerivedDensity:
         return evaluate(self)
 
 
-def experiment_name(layer: int, upsample: bool, fct: str, gate: bool = False) -> str:
-    return f"layer_{layer:02d}_ups_{int(upsample)}_fct_{fct}" + ("_gate" if gate else "")
+def experiment_name(
+    layer: int, upsample: bool, fct: str, gate: bool = False, n_probe: int | None = None, in_box: bool = False
+) -> str:
+    return (
+        f"layer_{layer:02d}_ups_{int(upsample)}_fct_{fct}"
+        + (f"_n{n_probe}" if n_probe else "")
+        + ("_box" if in_box else "")
+        + ("_gate" if gate else "")
+    )
+
+
+def experiment_kwargs(layer: int, fct: str, cfg) -> dict:
+    """Keyword arguments of ``render_with_activations`` for one experiment of ``cfg``."""
+    return {
+        "layer": layer,
+        "fct": fct,
+        "upsample": cfg.upsample,
+        "gate": cfg.gate,
+        "n_probe": cfg.probe_samples or None,
+        "in_box": cfg.in_box,
+    }
 
 
 # ---- checks -------------------------------------------------------------------------------------
@@ -87,23 +126,73 @@ def _check_fct(fcts: tuple[int, ...]) -> list[str]:
     return [FCT_NAMES[f] for f in fcts]
 
 
-# ---- summaries ----------------------------------------------------------------------------------
 # ---- the evaluation ---------------------------------------------------------------------------
-def evaluate(cfg: ActivationDerivedDensity) -> dict:
-    """Run the evaluation described by ``cfg``; returns the summary (also written to summary.json)."""
+def _check(cfg: ActivationDerivedDensity) -> list[str]:
     fct_names = _check_fct(cfg.fct)
     if not cfg.layer:
         raise InputError("--layer needs at least one layer")
     if cfg.max_images is not None and cfg.max_images < 1:
         raise InputError(f"--max-images must be at least 1, got {cfg.max_images}")
-    config, pipeline, ckpt, step = load_pipeline(cfg.load_config, device=cfg.device)
-    model = pipeline.model
+    check_rescale(cfg.rescale)
+    if cfg.probe_samples < 0 or cfg.probe_samples == 1:
+        raise InputError(f"--probe-samples must be 0 or at least 2, got {cfg.probe_samples}")
+    return fct_names
+
+
+def _experiments(
+    cfg: ActivationDerivedDensity, model, method: str, fct_names: list[str]
+) -> list[tuple[str, dict]]:
+    """(name, render_with_activations kwargs) of each experiment; with --auto the chosen one (or none)."""
+    if cfg.auto:
+        from nerfinternals.auto import auto_settings, render_kwargs
+
+        chosen = auto_settings(
+            cfg.load_config,
+            cfg.max_psnr_drop,
+            device=cfg.device,
+            precision=cfg.precision,
+            rescale=cfg.rescale,
+            keep_near_plane=cfg.keep_near_plane,
+            max_images=cfg.max_images,
+            console=CONSOLE,
+        )
+        if chosen["inference_sampler"] == "stock":
+            return []
+        kwargs = render_kwargs(chosen)
+        return [
+            (
+                experiment_name(
+                    **{k: kwargs[k] for k in ("layer", "upsample", "fct", "gate", "n_probe", "in_box")}
+                ),
+                kwargs,
+            )
+        ]
     n_layers = num_probe_layers(model.probe_mlp)
     bad = [layer for layer in cfg.layer if not 0 <= layer < n_layers]
     if bad:
         raise InputError(
-            f"--layer {bad[0]} is out of range for this {config.method_name} model: valid layers are 0..{n_layers - 1}"
+            f"--layer {bad[0]} is out of range for this {method} model: valid layers are 0..{n_layers - 1}"
         )
+    return [
+        (
+            experiment_name(layer, cfg.upsample, f, cfg.gate, cfg.probe_samples or None, cfg.in_box),
+            experiment_kwargs(layer, f, cfg),
+        )
+        for layer in cfg.layer
+        for f in fct_names
+    ]
+
+
+def evaluate(cfg: ActivationDerivedDensity) -> dict:
+    """Run the evaluation described by ``cfg``; returns the summary (also written to summary.json)."""
+    fct_names = _check(cfg)
+    config, pipeline, ckpt, step = load_pipeline(cfg.load_config, device=cfg.device)
+    model = pipeline.model
+    try:
+        check_precision(cfg.precision, model.device)
+        model.set_inference(keep_near_plane=cfg.keep_near_plane)
+    except ValueError as err:
+        raise InputError(str(err)) from None
     out_root = output_root(cfg.load_config, cfg.output_dir)
     check_output(out_root, ckpt, cfg.overwrite)
     loader = pipeline.datamanager.fixed_indices_eval_dataloader
@@ -112,33 +201,29 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
         raise InputError(
             f"no eval images in the run's data ({config.pipeline.datamanager.data or 'dataparser data'})"
         )
+    experiments = _experiments(cfg, model, config.method_name, fct_names)
+    if not experiments and not cfg.run_normal:
+        raise InputError(
+            "nothing to evaluate: --auto chose the stock sampler and --no-run-normal leaves it out"
+        )
 
-    experiments = [
-        (layer, f, experiment_name(layer, cfg.upsample, f, cfg.gate))
-        for layer in cfg.layer
-        for f in fct_names
-    ]
     per_image: list[dict] = []
-
-    with torch.inference_mode():
-        first_bundle = camera_rays(next(iter(loader))[0])
-        _warm_up(model, first_bundle, experiments, cfg)
+    views = eval_views(model, loader, num_images, cfg.rescale)
+    with torch.inference_mode(), precision_scope(cfg.precision, model.device):
+        first = next(views)
+        _warm_up(model, first[1], experiments, cfg)
         total = num_images * (len(experiments) + int(cfg.run_normal))
         progress = progress_bar(CONSOLE)
         with progress:
             task = progress.add_task("rendering", total=total)
-            for i, (camera, batch) in enumerate(loader):
-                if i >= num_images:
-                    break
+            for image_idx, bundle, target in [first, *views]:
                 per_image.append(
                     _evaluate_image(
-                        model, camera_rays(camera), batch, experiments, cfg, out_root, progress, task
+                        model, image_idx, bundle, target, experiments, cfg, out_root, progress, task
                     )
                 )
 
-    summary = _summarise(
-        config, model, ckpt, step, per_image, experiments, cfg, bundle_shape=first_bundle.shape
-    )
+    summary = _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_shape=first[1].shape)
     write_json(out_root / "summary.json", summary)
     _print_table(summary)
     CONSOLE.print(f"results in {out_root}")
@@ -150,33 +235,29 @@ def _warm_up(model, bundle, experiments, cfg) -> None:
     height, width = bundle.shape
     crop = pixel_grid(bundle, range(min(8, height)), range(min(8, width)))
     if cfg.run_normal:
-        model.get_outputs_for_camera_ray_bundle(crop)
-    for layer, fct, _ in experiments:
-        model.render_with_activations(crop, layer, fct, upsample=cfg.upsample, gate=cfg.gate)
+        model.render_stock(crop)
+    for _, kwargs in experiments:
+        model.render_with_activations(crop, **kwargs)
 
 
-def _evaluate_image(model, bundle, batch, experiments, cfg, out_root, progress, task) -> dict:
+def _evaluate_image(model, image_idx, bundle, target, experiments, cfg, out_root, progress, task) -> dict:
     device = model.device
-    image_dir = out_root / f"{int(batch['image_idx']):03d}"
-    target = model.renderer_rgb.blend_background(batch["image"].to(device))[..., :3]
+    image_dir = out_root / f"{image_idx:03d}"
     stats: dict = {}
     base = None
     if cfg.run_normal:
-        outputs, t = timed(device, lambda: model.get_outputs_for_camera_ray_bundle(bundle))
-        rgb = rgb_output(outputs).to(device)
+        outputs, t = timed(device, lambda: model.render_stock(bundle))
+        rgb = rgb_output(outputs).float().to(device)
         base = {"t": t, "metrics": image_metrics(rgb, target, model.lpips)}
         stats["base"] = base
         write_png(image_dir / "coarse-to-fine.png", rgb)
         write_png(image_dir / "target.png", target)
         progress.advance(task)
-    for layer, fct, name in experiments:
+    for name, kwargs in experiments:
         (outputs, stages), t = timed(
-            device,
-            lambda layer=layer, fct=fct: model.render_with_activations(
-                bundle, layer, fct, upsample=cfg.upsample, gate=cfg.gate
-            ),
+            device, lambda kwargs=kwargs: model.render_with_activations(bundle, **kwargs)
         )
-        rgb = outputs["rgb"].to(device)
+        rgb = outputs["rgb"].float().to(device)
         metrics = image_metrics(rgb, target, model.lpips)
         metrics["quantitative"] = stages
         stats[name] = {"t": t, "metrics": metrics}
@@ -187,7 +268,7 @@ def _evaluate_image(model, bundle, batch, experiments, cfg, out_root, progress, 
         if base is not None:
             exp_stats["normal"] = base["metrics"]
             exp_stats["time"].update(t_normal=base["t"], percentage=t / base["t"])
-        if cfg.gate:
+        if "gate_mask" in outputs:  # --gate and / or --in-box: pixels not rendered
             mask = outputs["gate_mask"]
             gate = {"fraction_skipped": 1.0 - float(mask.float().mean()), "rays_rendered": int(mask.sum())}
             gate["rays_total"] = mask.numel()
@@ -209,6 +290,12 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
         "step": step,
         "device": str(model.device),
         "num_images": len(per_image),
+        "image_shape": [int(bundle_shape[0]), int(bundle_shape[1])],
+        "settings": {
+            "precision": cfg.precision,
+            "rescale": cfg.rescale,
+            "keep_near_plane": cfg.keep_near_plane,
+        },
         "lpips_backbone": LPIPS_BACKBONE,
         "macs_note": "MLP multiply-adds (Linear layers) per image; encodings and compositing not counted",
         "experiments": {},
@@ -226,8 +313,8 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
         base = means("base")
         base["macs"] = base_macs * pixels
         summary["base"] = base
-    for layer, _, name in experiments:
-        exp = means(name)
+    for name, kwargs in experiments:
+        exp = {"render": kwargs, **means(name)}
         exp.update(
             {
                 k: mean_or_none([s[name]["metrics"]["quantitative"][k] for s in per_image])
@@ -235,10 +322,20 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
             }
         )
         rendered = 1.0
-        if cfg.gate:
+        if all("gate" in s[name] for s in per_image):
             exp["fraction_skipped"] = mean_or_none([s[name]["gate"]["fraction_skipped"] for s in per_image])
             rendered = 1.0 - exp["fraction_skipped"]
-        exp["macs"] = model.macs_per_ray(layer, cfg.upsample, rendered_fraction=rendered) * pixels
+        probed = 1.0 if kwargs["gate"] or kwargs["upsample"] else rendered
+        exp["macs"] = (
+            model.macs_per_ray(
+                kwargs["layer"],
+                kwargs["upsample"],
+                rendered,
+                num_samples=kwargs["n_probe"],
+                probed_fraction=probed,
+            )
+            * pixels
+        )
         exp["macs_ratio"] = exp["macs"] / (base_macs * pixels)
         if base is not None:
             exp["time_ratio"] = exp["t"] / base["t"]
