@@ -81,7 +81,7 @@ def measure(cfg: ProbeCost) -> dict[str, float]:
             device, lambda: mlp(x), cfg.repeats
         )
         _, times["stock render of the image"] = _median_time(
-            device, lambda: model.get_outputs_for_camera_ray_bundle(bundle), cfg.repeats
+            device, lambda: model.render_stock(bundle), cfg.repeats
         )
     table = Table(title=f"{config.method_name} · {tuple(bundle.shape)} rays · {device}")
     table.add_column("stage")

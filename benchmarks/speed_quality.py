@@ -4,16 +4,22 @@
 For each checkpoint, in one process and one run, every eval image is rendered with:
 
 - ``base``: the stock coarse-to-fine (NeRF, Mip-NeRF) or proposal (nerfacto) pipeline;
-- ``ours``: every layer x fct, with and without ``--upsample``, with and without the Fig. 3 gate;
+- ``ours``: every layer x fct, as the paper runs it, with ``--upsample``, with the Fig. 3 gate, and
+  with the sampling options (half the probe samples along the ray; the uniform samples inside the
+  scene box; both);
 - alternatives a user could apply to the same trained model without training:
-  the stock pipeline with N/2 and N/4 coarse (first proposal) samples, and the fine pass alone on
-  uniform weights (no coarse network at all: ``no-coarse``). A NerfAcc occupancy grid needs nerfacc's
-  CUDA ops and is reported as not run elsewhere.
+  the stock pipeline with N/2 and N/4 coarse (first proposal) samples, the fine pass alone on
+  uniform weights (no coarse network at all: ``no-coarse``), the replaced network's density sampled
+  once on a grid (``density grid``), and, on CUDA, NerfAcc's occupancy grid filled post hoc from that
+  density (:mod:`benchmarks.occgrid`; nerfacc's ray marching has no CPU kernels).
 
-Per method: wall time per image (median of ``--repeats`` runs after a warm-up, synchronised on CUDA),
-time and multiply-add ratios to base, PSNR / SSIM / LPIPS and their deltas, peak memory (CUDA max
-allocated, or the growth of the process RSS on CPU). Writes ``results.json``, ``results.md`` and
-``pareto.png`` (time ratio vs PSNR delta) and prints the targets.
+Every method runs at every ``--precision`` (base included), on the same images, with the same
+``--rescale`` and near plane. Per method: wall time per image (median of ``--repeats`` runs after a
+warm-up, synchronised on CUDA), time and multiply-add ratios to base, PSNR / SSIM / LPIPS and their
+deltas, peak memory (CUDA max allocated, or the growth of the process RSS on CPU). Writes
+``results.json``, ``results.md`` and ``pareto.png`` (time ratio vs PSNR delta) and prints the
+targets, among them whether, for every alternative, one of ours is at least as fast with at least
+its PSNR.
 
     python -m benchmarks.speed_quality --load-config outputs/demo/spheres/*/run/config.yml
 """
@@ -35,9 +41,11 @@ from rich.progress import Progress
 from rich.table import Table
 from torch import Tensor
 
+from benchmarks.occgrid import NerfAccGrid, fine_field
 from nerfinternals.common import (
     atomic_write,
-    camera_rays,
+    check_rescale,
+    eval_views,
     mean_or_none,
     progress_bar,
     rgb_output,
@@ -45,10 +53,11 @@ from nerfinternals.common import (
     timed,
     write_json,
 )
-from nerfinternals.internals import FCT_NAMES, num_probe_layers, weights_from_density
+from nerfinternals.internals import FCT_NAMES, linear_macs, num_probe_layers, weights_from_density
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import LPIPS_BACKBONE, image_metrics
 from nerfinternals.models.base import pixel_grid, synchronize
+from nerfinternals.precision import Precision, check_precision, precision_scope
 
 CONSOLE = Console(width=140)
 
@@ -74,7 +83,15 @@ class SpeedQuality:
     upsample: bool = True
     """Also run every experiment with --upsample."""
     gate: bool = True
-    """Also run every experiment with the Fig. 3 activation gate."""
+    """Also run every experiment (as the paper runs it, and with --upsample) with the Fig. 3 activation gate."""
+    sampling: bool = True
+    """Also run every layer x fct with the sampling options: half the probe samples (interpolated along the ray), the uniform samples inside the scene box (bounded scenes), and both."""
+    precision: tuple[Precision, ...] = ("fp32",)
+    """Run every method (base included) at each of these: fp32, tf32 (CUDA only), bf16, fp16. Ratios and deltas are to base at the first one; ΔPSNR at the same precision is reported too."""
+    rescale: float = 1.0
+    """Render the eval cameras at this fraction of their resolution (targets area-averaged to match)."""
+    keep_near_plane: bool = False
+    """Every method (base included) samples from the training near plane at evaluation (nerfstudio resets it to 0)."""
     repeats: int = 3
     """Timed renders per image and method; the median is reported."""
     max_images: int | None = None
@@ -85,6 +102,8 @@ class SpeedQuality:
     """Replace earlier results in a non-empty output folder."""
     grid_resolution: int = 64
     """Resolution of the post hoc density grid alternative (0: leave it out)."""
+    occgrid_resolution: int = 128
+    """Resolution of NerfAcc's occupancy grid alternative (CUDA only; 0: leave it out)."""
 
 
 @dataclass
@@ -94,7 +113,7 @@ class Method:
     render: Callable  # (H, W) RayBundle -> outputs dict
     macs_per_ray: Callable[[dict], float]  # outputs -> multiply-adds per ray
     note: str = ""
-    results: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)  # ours: render_with_activations keyword arguments
 
 
 # ---- alternatives -----------------------------------------------------------------------------------
@@ -191,33 +210,57 @@ class DensityGrid:
         return weights_from_density(samples, self.density(samples.frustums.get_positions()))
 
 
+def ours_variants(model, cfg: SpeedQuality) -> list[tuple[str, dict]]:
+    """(name suffix, render_with_activations options) of ours for each layer x fct."""
+    plain = [("", {})] + ([(" ups", {"upsample": True})] if cfg.upsample else [])
+    variants = plain + ([(f"{name} gate", {**kw, "gate": True}) for name, kw in plain] if cfg.gate else [])
+    if cfg.sampling:
+        half = model.num_probe_samples // 2
+        variants.append((f" n{half}", {"n_probe": half}))
+        if model.probe_box() is not None:
+            variants += [(" box", {"in_box": True}), (f" n{half} box", {"n_probe": half, "in_box": True})]
+    return variants
+
+
 def methods_for(model, cfg: SpeedQuality) -> list[Method]:
     """Every method benchmarked on ``model``, base first."""
-    methods = [
-        Method("base", "base", model.get_outputs_for_camera_ray_bundle, lambda _: model.macs_per_ray(None))
-    ]
+    methods = [Method("base", "base", model.render_stock, lambda _: model.macs_per_ray(None))]
     n_layers = num_probe_layers(model.probe_mlp)
     for layer in [layer for layer in cfg.layer if 0 <= layer < n_layers]:
         for fct in [FCT_NAMES[f] for f in cfg.fct]:
-            for ups in (False, True) if cfg.upsample else (False,):
-                for gate in (False, True) if cfg.gate else (False,):
-                    name = f"ours l{layer} {fct}" + (" ups" if ups else "") + (" gate" if gate else "")
+            for suffix, options in ours_variants(model, cfg):
+                kwargs = {
+                    "layer": layer,
+                    "fct": fct,
+                    "upsample": False,
+                    "gate": False,
+                    "n_probe": None,
+                    "in_box": False,
+                }
+                kwargs.update(options)
 
-                    def render(bundle, layer=layer, fct=fct, ups=ups, gate=gate):
-                        return model.render_with_activations(bundle, layer, fct, upsample=ups, gate=gate)[0]
+                def render(bundle, kwargs=kwargs):
+                    return model.render_with_activations(bundle, **kwargs)[0]
 
-                    def macs(outputs, layer=layer, ups=ups):
-                        kept = float(outputs["gate_mask"].float().mean()) if "gate_mask" in outputs else 1.0
-                        return model.macs_per_ray(layer, ups, rendered_fraction=kept)
+                def macs(outputs, kwargs=kwargs):
+                    kept = float(outputs["gate_mask"].float().mean()) if "gate_mask" in outputs else 1.0
+                    probed = 1.0 if kwargs["gate"] or kwargs["upsample"] else kept
+                    return model.macs_per_ray(
+                        kwargs["layer"],
+                        kwargs["upsample"],
+                        kept,
+                        num_samples=kwargs["n_probe"],
+                        probed_fraction=probed,
+                    )
 
-                    methods.append(Method(name, "ours", render, macs))
+                methods.append(Method(f"ours l{layer} {fct}{suffix}", "ours", render, macs, config=kwargs))
     n = model.num_probe_samples
     for div in (2, 4):
         k = max(1, n // div)
 
         def render(bundle, k=k):
             with coarse_samples(model, k):
-                return model.get_outputs_for_camera_ray_bundle(bundle)
+                return model.render_stock(bundle)
 
         def macs(_, k=k):
             with coarse_samples(model, k):
@@ -250,7 +293,39 @@ def methods_for(model, cfg: SpeedQuality) -> list[Method]:
                 ),
             )
         )
+    if cfg.occgrid_resolution > 0 and not occgrid_not_run(model):
+        start = time.perf_counter()
+        occ = NerfAccGrid(model, replaced_density_fn(model), cfg.occgrid_resolution)
+        synchronize(model.device)
+        setup_s = time.perf_counter() - start
+        per_sample = linear_macs(fine_field(model))
+        methods.append(
+            Method(
+                f"NerfAcc occupancy grid {cfg.occgrid_resolution}^3",
+                "alternative",
+                occ.render,
+                lambda outputs: float(outputs["samples"].float().mean()) * per_sample,
+                note=(
+                    f"nerfacc.OccGridEstimator filled once in {setup_s:.2f} s from the replaced network's density "
+                    f"({100 * occ.occupied_fraction:.1f} % of cells occupied); marching step {occ.step:.4f} "
+                    "(the stock fine pass's mean spacing), fine network on the occupied samples only"
+                ),
+            )
+        )
     return methods
+
+
+def occgrid_not_run(model) -> str | None:
+    """Why NerfAcc's occupancy grid cannot run for ``model`` here (None: it can)."""
+    if model.device.type != "cuda":
+        return "needs nerfacc's CUDA ray marching (no CUDA device here); the plain-torch density grid stands in for it"
+    if model.probe_box() is None:
+        return "the scene is unbounded (scene contraction or NDC): no box for the grid"
+    try:
+        import nerfacc  # noqa: F401
+    except ImportError as err:
+        return f"nerfacc is not importable ({err})"
+    return None
 
 
 # ---- measuring --------------------------------------------------------------------------------------
@@ -291,65 +366,96 @@ class PeakMemory:
         self.peak_mb = (peak - self._start) / 2**20
 
 
+def _suffix(precision: str, cfg: SpeedQuality) -> str:
+    """Method names carry their precision when the benchmark runs several."""
+    return f" @{precision}" if len(cfg.precision) > 1 else ""
+
+
 def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> dict:
     """Benchmark every method on one run; returns its section of results.json."""
     config, pipeline, ckpt, step = load_pipeline(config_path, device=cfg.device)
     model = pipeline.model
     device = model.device
+    try:
+        for precision in cfg.precision:
+            check_precision(precision, device)
+        model.set_inference(keep_near_plane=cfg.keep_near_plane)
+    except ValueError as err:
+        raise InputError(str(err)) from None
     loader = pipeline.datamanager.fixed_indices_eval_dataloader
     num_images = len(loader) if cfg.max_images is None else min(len(loader), cfg.max_images)
     if num_images == 0:
         raise InputError(f"no eval images for {config_path}")
     methods = methods_for(model, cfg)
-    task = progress.add_task(f"{config.method_name}", total=num_images * len(methods))
-    per_method: dict[str, list[dict]] = {m.name: [] for m in methods}
+    task = progress.add_task(f"{config.method_name}", total=num_images * len(methods) * len(cfg.precision))
+    per_method: dict[tuple[str, str], list[dict]] = {(m.name, p): [] for p in cfg.precision for m in methods}
     with torch.inference_mode():
-        for i, (camera, batch) in enumerate(loader):
-            if i >= num_images:
-                break
-            bundle = camera_rays(camera)
+        for i, (_, bundle, target) in enumerate(eval_views(model, loader, num_images, cfg.rescale)):
             image_shape = list(bundle.shape)
-            if i == 0:  # warm-up: every path once on a small crop
-                h, w = bundle.shape
-                crop = pixel_grid(bundle, range(min(8, h)), range(min(8, w)))
-                for m in methods:
-                    m.render(crop)
-            target = model.renderer_rgb.blend_background(batch["image"].to(device))[..., :3]
-            for m in methods:
-                render = functools.partial(m.render, bundle)
-                with PeakMemory(device) as mem:
-                    outputs, t0 = timed(device, render)
-                times = [t0] + [timed(device, render)[1] for _ in range(cfg.repeats - 1)]
-                rgb = rgb_output(outputs).to(device)
-                entry = {
-                    "t": statistics.median(times),
-                    "macs_per_ray": m.macs_per_ray(outputs),
-                    "peak_mem_mb": mem.peak_mb,
-                    **image_metrics(rgb, target, model.lpips),
-                }
-                if "gate_mask" in outputs:
-                    entry["rendered_fraction"] = float(outputs["gate_mask"].float().mean())
-                per_method[m.name].append(entry)
-                progress.advance(task)
+            for precision in cfg.precision:
+                with precision_scope(precision, device):
+                    if i == 0:  # warm-up: every path once on a small crop
+                        h, w = bundle.shape
+                        crop = pixel_grid(bundle, range(min(8, h)), range(min(8, w)))
+                        for m in methods:
+                            m.render(crop)
+                    for m in methods:
+                        render = functools.partial(m.render, bundle)
+                        with PeakMemory(device) as mem:
+                            outputs, t0 = timed(device, render)
+                        times = [t0] + [timed(device, render)[1] for _ in range(cfg.repeats - 1)]
+                        rgb = rgb_output(outputs).float().to(device)
+                        entry = {
+                            "t": statistics.median(times),
+                            "macs_per_ray": m.macs_per_ray(outputs),
+                            "peak_mem_mb": mem.peak_mb,
+                            **image_metrics(rgb, target, model.lpips),
+                        }
+                        if "gate_mask" in outputs:
+                            entry["rendered_fraction"] = float(outputs["gate_mask"].float().mean())
+                        per_method[(m.name, precision)].append(entry)
+                        progress.advance(task)
 
-    base_t = mean_or_none([e["t"] for e in per_method["base"]])
+    reference = cfg.precision[0]
     base_macs = model.macs_per_ray(None)
-    base_psnr = mean_or_none([e["psnr"] for e in per_method["base"]])
-    base_ssim = mean_or_none([e["ssim"] for e in per_method["base"]])
+
+    def mean_of(name: str, precision: str, key: str) -> float | None:
+        return mean_or_none([e[key] for e in per_method[(name, precision)]])
+
     rows = {}
-    for m in methods:
-        entries = per_method[m.name]
-        row = {"kind": m.kind, **({"note": m.note} if m.note else {})}
-        for key in ("t", "psnr", "ssim", "lpips", "peak_mem_mb", "macs_per_ray", "rendered_fraction"):
-            values = [e.get(key) for e in entries]
-            row[key] = None if any(v is None for v in values) else mean_or_none(values)
-        row["time_ratio"] = row["t"] / base_t
-        row["macs_ratio"] = row["macs_per_ray"] / base_macs
-        row["psnr_delta"] = row["psnr"] - base_psnr
-        row["ssim_delta"] = row["ssim"] - base_ssim
-        rows[m.name] = row
-    why = "needs nerfacc's CUDA ops" if device.type != "cuda" else "not implemented yet"
-    not_run = {"NerfAcc occupancy grid": f"{why}; the plain-torch density grid stands in for it"}
+    for precision in cfg.precision:
+        for m in methods:
+            entries = per_method[(m.name, precision)]
+            row = {"kind": m.kind, "precision": precision, **({"note": m.note} if m.note else {})}
+            if m.config:
+                row["config"] = m.config
+            for key in ("t", "psnr", "ssim", "lpips", "peak_mem_mb", "macs_per_ray", "rendered_fraction"):
+                values = [e.get(key) for e in entries]
+                row[key] = None if any(v is None for v in values) else mean_or_none(values)
+            row["macs_ratio"] = row["macs_per_ray"] / base_macs
+            for tag, base_precision in (("", reference), ("_same_precision", precision)):
+                row[f"time_ratio{tag}"] = row["t"] / mean_of("base", base_precision, "t")
+                row[f"psnr_delta{tag}"] = row["psnr"] - mean_of("base", base_precision, "psnr")
+                row[f"ssim_delta{tag}"] = row["ssim"] - mean_of("base", base_precision, "ssim")
+            rows[m.name + _suffix(precision, cfg)] = row
+    not_run = {}
+    why = occgrid_not_run(model) if cfg.occgrid_resolution > 0 else None
+    if why:
+        not_run["NerfAcc occupancy grid"] = why
+    by_precision = {
+        p: targets(
+            {
+                n: {
+                    **r,
+                    "time_ratio": r["time_ratio_same_precision"],
+                    "psnr_delta": r["psnr_delta_same_precision"],
+                }
+                for n, r in rows.items()
+                if r["precision"] == p
+            }
+        )
+        for p in cfg.precision
+    }
     return {
         "config": str(config_path),
         "method": config.method_name,
@@ -359,12 +465,16 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
         "device": str(device),
         "num_images": num_images,
         "image_shape": image_shape,
+        "rescale": cfg.rescale,
+        "keep_near_plane": cfg.keep_near_plane,
+        "precisions": list(cfg.precision),
         "repeats": cfg.repeats,
         "num_probe_samples": model.num_probe_samples,
         "lpips_backbone": LPIPS_BACKBONE,
         "methods": rows,
         "not_run": not_run,
-        "targets": targets(rows),
+        "targets": by_precision[reference],
+        "targets_by_precision": by_precision,
     }
 
 
@@ -389,9 +499,10 @@ def pareto_front(rows: dict) -> list[str]:
 def targets(rows: dict) -> dict:
     """The four targets of the benchmark, each with the figures behind it and whether it is met."""
     ours = {n: r for n, r in rows.items() if r["kind"] == "ours"}
-    plain = {n: r for n, r in ours.items() if not n.endswith(" gate")}
-    gated = {n: r for n, r in ours.items() if n.endswith(" gate")}
+    plain = {n: r for n, r in ours.items() if not r["config"]["gate"]}
+    gated = {n: r for n, r in ours.items() if r["config"]["gate"]}
     references = {n: r for n, r in rows.items() if r["kind"] != "ours"}
+    alternatives = {n: r for n, r in rows.items() if r["kind"] == "alternative"}
     result: dict = {}
     if plain:
         gaps = {n: abs(r["time_ratio"] - r["macs_ratio"]) for n, r in plain.items()}
@@ -402,7 +513,7 @@ def targets(rows: dict) -> dict:
             "met_by": sorted(n for n, g in gaps.items() if g <= TIME_VS_MACS_TOLERANCE),
             "met": all(g <= TIME_VS_MACS_TOLERANCE for g in gaps.values()),
         }
-        no_ups = {n: r for n, r in plain.items() if " ups" not in n}
+        no_ups = {n: r for n, r in plain.items() if not r["config"]["upsample"]}
         best = max(no_ups or plain, key=lambda n: plain[n]["psnr"])
         result["best_within_1db"] = {
             "best": best,
@@ -414,6 +525,21 @@ def targets(rows: dict) -> dict:
             "undominated": undominated,
             "dominated": {n: dominated_by(r, references) for n, r in ours.items() if n not in undominated},
             "met": bool(undominated),
+        }
+    if ours and alternatives:
+        ahead, shortfall = {}, {}
+        for alt, a in alternatives.items():
+            ahead[alt] = sorted(n for n, r in ours.items() if r["t"] <= a["t"] and r["psnr"] >= a["psnr"])
+            as_fast = [n for n, r in ours.items() if r["t"] <= a["t"]]
+            if not ahead[alt] and as_fast:  # the best of ours at its speed, and what it lacks
+                best = max(as_fast, key=lambda n: ours[n]["psnr"])
+                shortfall[alt] = {"best_as_fast": best, "psnr_short_db": a["psnr"] - ours[best]["psnr"]}
+        result["ahead_of_every_alternative"] = {
+            "rule": "for each alternative, one of ours with time <= its time and PSNR >= its PSNR",
+            "ahead": ahead,
+            "not_ahead_of": sorted(alt for alt, names in ahead.items() if not names),
+            "shortfall": shortfall,
+            "met": all(ahead.values()),
         }
     if gated:
         ok = {
@@ -440,10 +566,15 @@ def _f(value, spec: str) -> str:
 
 
 COLUMNS = ("method", "t [s]", "t ratio", "MAC ratio", "PSNR", "ΔPSNR", "SSIM", "ΔSSIM", "LPIPS", "mem [MB]")
+PRECISION_COLUMN = "ΔPSNR to base at its precision"
 
 
-def _cells(name: str, row: dict) -> list[str]:
-    return [
+def _columns(run: dict) -> tuple[str, ...]:
+    return COLUMNS + ((PRECISION_COLUMN,) if len(run["precisions"]) > 1 else ())
+
+
+def _cells(name: str, row: dict, run: dict) -> list[str]:
+    cells = [
         name,
         _f(row["t"], ".3f"),
         _f(row["time_ratio"], ".3f"),
@@ -455,6 +586,7 @@ def _cells(name: str, row: dict) -> list[str]:
         _f(row["lpips"], ".4f"),
         _f(row["peak_mem_mb"], ".1f"),
     ]
+    return cells + ([_f(row["psnr_delta_same_precision"], "+.2f")] if len(run["precisions"]) > 1 else [])
 
 
 def _target_lines(t: dict) -> list[str]:
@@ -474,6 +606,21 @@ def _target_lines(t: dict) -> list[str]:
         lines.append(
             f"ours on or above the alternatives' Pareto front: {'met' if x['met'] else 'missed'} "
             f"({len(x['undominated'])} of {len(x['undominated']) + len(x['dominated'])} experiments undominated)"
+        )
+    if "ahead_of_every_alternative" in t:
+        x = t["ahead_of_every_alternative"]
+        behind = "; ".join(
+            f"{alt}"
+            + (
+                f" (best of ours as fast: {sh['best_as_fast']}, {sh['psnr_short_db']:.2f} dB short)"
+                if (sh := x["shortfall"].get(alt))
+                else " (none of ours as fast)"
+            )
+            for alt in x["not_ahead_of"]
+        )
+        lines.append(
+            f"ours ahead of every alternative (as fast, PSNR at least as high): {'met' if x['met'] else 'missed'}"
+            + (f"; not ahead of: {behind}" if behind else "")
         )
     if "gate" in t:
         x = t["gate"]
@@ -495,62 +642,79 @@ def markdown(results: dict) -> str:
             f"{run['num_images']} eval image(s) of {w}x{h} px on {run['device']} ({results['machine']}); "
             f"median of {run['repeats']} renders per image after a warm-up; N = {run['num_probe_samples']} "
             f"probe samples; LPIPS backbone {run['lpips_backbone']}; memory: "
-            + ("CUDA peak allocated" if run["device"].startswith("cuda") else "growth of process RSS"),
+            + ("CUDA peak allocated" if run["device"].startswith("cuda") else "growth of process RSS")
+            + f"; rescale {run['rescale']}; near plane at eval: "
+            + ("the training one" if run["keep_near_plane"] else "0 (nerfstudio's reset)")
+            + f"; precision {', '.join(run['precisions'])} (ratios and deltas to base at {run['precisions'][0]})",
             "",
-            "| " + " | ".join(COLUMNS) + " |",
-            "|" + "---|" * len(COLUMNS),
+            "| " + " | ".join(_columns(run)) + " |",
+            "|" + "---|" * len(_columns(run)),
         ]
-        out += ["| " + " | ".join(_cells(name, row)) + " |" for name, row in run["methods"].items()]
-        out += [""] + [f"- {name}: {row['note']}" for name, row in run["methods"].items() if "note" in row]
+        out += ["| " + " | ".join(_cells(name, row, run)) + " |" for name, row in run["methods"].items()]
+        notes = {name.split(" @")[0]: row["note"] for name, row in run["methods"].items() if "note" in row}
+        out += [""] + [f"- {name}: {note}" for name, note in notes.items()]
         out += [f"- {name}: not run ({why})" for name, why in run["not_run"].items()]
-        out += [f"- {line}" for line in _target_lines(run["targets"])] + [""]
+        for precision, t in run["targets_by_precision"].items():
+            prefix = f"[{precision}] " if len(run["precisions"]) > 1 else ""
+            out += [f"- {prefix}{line}" for line in _target_lines(t)]
+        out += [""]
     return "\n".join(out)
 
 
 def pareto_plot(results: dict, path: Path) -> None:
+    """Time ratio vs ΔPSNR (to base at the same precision), one panel per run and precision."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = results["runs"]
-    fig, axes = plt.subplots(len(runs), 1, figsize=(10, 5 * len(runs)), squeeze=False)
+    panels = [(run, p) for run in results["runs"] for p in run["precisions"]]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 5 * len(panels)), squeeze=False)
     colors = {0: "tab:blue", 1: "tab:orange", 2: "tab:green"}
-    for ax, run in zip(axes[:, 0], runs, strict=True):
-        rows = run["methods"]
+    for ax, (run, precision) in zip(axes[:, 0], panels, strict=True):
+        rows = {n: r for n, r in run["methods"].items() if r["precision"] == precision}
+        x = {n: r["time_ratio_same_precision"] for n, r in rows.items()}
+        y = {n: r["psnr_delta_same_precision"] for n, r in rows.items()}
         labelled: set[str] = set()
         for name, r in rows.items():
             if r["kind"] == "base":
                 style, label = dict(marker="*", s=220, color="black"), "base (stock)"
             elif r["kind"] == "alternative":
-                style, label = dict(marker="s", s=70, color="tab:red"), name
+                style, label = dict(marker="s", s=70, color="tab:red"), name.split(" @")[0]
             else:
-                layer = int(name.split()[1][1:])
-                gate, ups = name.endswith(" gate"), " ups" in name
-                style = dict(
-                    marker="^" if gate else "o",
-                    s=45,
-                    facecolors="none" if ups else colors.get(layer, "gray"),
-                    edgecolors=colors.get(layer, "gray"),
+                c = r["config"]
+                color = colors.get(c["layer"], "gray")
+                sampling = c["in_box"] or c["n_probe"]
+                marker = "^" if c["gate"] else ("D" if sampling else "o")
+                style = dict(marker=marker, s=45, facecolors="none" if c["upsample"] or c["n_probe"] else color,
+                             edgecolors=color)  # fmt: skip
+                label = (
+                    f"ours layer {c['layer']}"
+                    + (" + upsample" if c["upsample"] else "")
+                    + (" + gate" if c["gate"] else "")
+                    + (" + in box" if c["in_box"] else "")
+                    + (" + N/2 probe" if c["n_probe"] else "")
                 )
-                label = f"ours layer {layer}" + (" + upsample" if ups else "") + (" + gate" if gate else "")
-            ax.scatter(r["time_ratio"], r["psnr_delta"], label=None if label in labelled else label, **style)
+            ax.scatter(x[name], y[name], label=None if label in labelled else label, **style)
             labelled.add(label)
-            if r["kind"] != "ours":
-                ax.annotate(name, (r["time_ratio"], r["psnr_delta"]), fontsize=7, xytext=(4, 4),
+            if r["kind"] == "alternative":
+                ax.annotate(name.split(" @")[0], (x[name], y[name]), fontsize=7, xytext=(4, 4),
                             textcoords="offset points")  # fmt: skip
-        reference = {n: r for n, r in rows.items() if r["kind"] != "ours"}
+        reference = {n: {"time_ratio": x[n], "psnr": y[n]} for n, r in rows.items() if r["kind"] != "ours"}
         front = pareto_front(reference)
-        ax.step([reference[n]["time_ratio"] for n in front], [reference[n]["psnr_delta"] for n in front],
+        ax.step([x[n] for n in front], [y[n] for n in front],
                 where="post", color="tab:red", alpha=0.5, linestyle="--", label="alternatives' Pareto front")  # fmt: skip
         ax.axhline(0, color="gray", linewidth=0.5)
         ax.set_xlabel("time ratio to base (lower is faster)")
         ax.set_ylabel("PSNR delta to base [dB]")
-        ax.set_title(f"{run['method']} · {run['num_images']} image(s) · {run['device']}")
+        h, w = run["image_shape"]
+        ax.set_title(
+            f"{run['method']} · {run['num_images']} image(s) of {w}x{h} px · {run['device']} · {precision}"
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=120, format="png"))
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)
 
 
@@ -574,6 +738,9 @@ def run(cfg: SpeedQuality) -> dict:
     bad = [f for f in cfg.fct if not 0 <= f < len(FCT_NAMES)]
     if bad:
         raise InputError(f"--fct {bad[0]} is out of range: choose from 0..{len(FCT_NAMES) - 1}")
+    check_rescale(cfg.rescale)
+    if not cfg.precision:
+        raise InputError("--precision needs at least one precision")
     out = Path(cfg.output_dir)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not cfg.overwrite)):
         raise InputError(f"output folder {out} is not empty: pass --overwrite or choose another --output-dir")
@@ -590,13 +757,14 @@ def run(cfg: SpeedQuality) -> dict:
     pareto_plot(results, out / "pareto.png")
     for run_result in results["runs"]:
         table = Table(title=f"{run_result['method']} · {run_result['device']} · {results['machine']}")
-        for col in COLUMNS:
+        for col in _columns(run_result):
             table.add_column(col, justify="left" if col == "method" else "right")
         for name, row in run_result["methods"].items():
-            table.add_row(*_cells(name, row))
+            table.add_row(*_cells(name, row, run_result))
         CONSOLE.print(table)
-        for line in _target_lines(run_result["targets"]):
-            CONSOLE.print(f"  {line}")
+        for precision, t in run_result["targets_by_precision"].items():
+            for line in _target_lines(t):
+                CONSOLE.print(f"  {precision}: {line}", markup=False)
     CONSOLE.print(f"results in {out}")
     return results
 
