@@ -37,3 +37,18 @@ def standin_alexnet_home(tmp_path, monkeypatch):
     torch.manual_seed(0)
     torch.save(torchvision.models.alexnet().state_dict(), path)
     return home
+
+
+@pytest.fixture(scope="module")
+def models():
+    """kind -> a small in-process model (tests.runs.build_model), built once per test module."""
+    from tests.runs import build_model
+
+    cache = {}
+
+    def get(kind: str):
+        if kind not in cache:
+            cache[kind] = build_model(kind)
+        return cache[kind]
+
+    return get

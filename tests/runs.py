@@ -90,11 +90,21 @@ def train(method: str, data: Path, output: Path, torch_home: Path, iterations: i
     return config
 
 
+def on_cpu(args: list[str]) -> list[str]:
+    """CLI arguments pinned to the CPU (the runs here are tiny: a GPU would only add its start-up)."""
+    return args if "--device" in args else [*args, "--device", "cpu"]
+
+
 def run_eval(args: list[str], torch_home: Path, cwd: Path) -> subprocess.CompletedProcess:
-    """``python nerfinternals/eval.py ARGS`` as a user runs it."""
+    """``python nerfinternals/eval.py ARGS`` as a user runs it (on the CPU)."""
     env = {**os.environ, "TORCH_HOME": str(torch_home)}
     return subprocess.run(
-        [sys.executable, EVAL_SCRIPT, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
+        [sys.executable, EVAL_SCRIPT, *on_cpu(args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=600,
     )
 
 
@@ -115,3 +125,69 @@ def ray_samples(num_rays: int, num_samples: int = 8, near: float = 2.0, far: flo
         ),
         deltas=ends - starts,
     )
+
+
+# ---- small models built in-process (no training) ---------------------------------------------------
+_NERF = dict(
+    num_coarse_samples=8,
+    num_importance_samples=8,
+    base_mlp_num_layers=4,
+    base_mlp_layer_width=32,
+    head_mlp_layer_width=16,
+    skip_connections=(2,),
+    collider_params={"near_plane": 2.0, "far_plane": 6.0},
+    eval_num_rays_per_chunk=50,  # several chunks, the last one partial
+)
+_NERFACTO = dict(
+    num_proposal_samples_per_ray=(16, 8),
+    num_nerf_samples_per_ray=8,
+    proposal_mlp_layer_width=32,
+    hidden_dim=16,
+    hidden_dim_color=16,
+    num_levels=4,
+    log2_hashmap_size=12,
+    eval_num_rays_per_chunk=50,
+)
+
+
+def _model_configs():
+    from nerfinternals.models import (
+        ActivationMipNerfModelConfig,
+        ActivationNerfactoModelConfig,
+        ActivationNeRFModelConfig,
+    )
+
+    return {
+        "nerf": lambda: ActivationNeRFModelConfig(**_NERF),
+        "mipnerf": lambda: ActivationMipNerfModelConfig(**_NERF),
+        "nerfacto": lambda: ActivationNerfactoModelConfig(**_NERFACTO),
+        # how a stock nerfacto checkpoint is loaded: hash-grid proposal networks
+        "nerfacto-stock": lambda: ActivationNerfactoModelConfig(proposal_field="hash", **_NERFACTO),
+        # a bounded scene, as the paper's Blender runs: no scene contraction, near / far 2 / 6
+        "nerfacto-bounded": lambda: ActivationNerfactoModelConfig(
+            disable_scene_contraction=True, near_plane=2.0, far_plane=6.0, **_NERFACTO
+        ),
+    }
+
+
+MODEL_CONFIGS = _model_configs()
+
+
+def build_model(kind: str):
+    """A freshly initialised model of ``kind`` (seeded) in eval mode, on the CPU, in a [-1.5, 1.5]^3 box."""
+    from nerfstudio.data.scene_box import SceneBox
+
+    torch.manual_seed(0)
+    scene_box = SceneBox(aabb=torch.tensor([[-1.5, -1.5, -1.5], [1.5, 1.5, 1.5]]))
+    return MODEL_CONFIGS[kind]().setup(scene_box=scene_box, num_train_data=2).eval()
+
+
+def camera_bundle(width: int = 13, height: int = 9, z: float = 4.0):
+    """Rays of a camera at (0, 0, z) looking at the origin (13 x 9: not square, not a chunk multiple)."""
+    from nerfstudio.cameras.cameras import Cameras
+
+    c2w = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, z]])
+    camera = Cameras(
+        camera_to_worlds=c2w[None], fx=20.0, fy=20.0, cx=width / 2, cy=height / 2, width=width, height=height
+    )
+    return camera.generate_rays(camera_indices=0, keep_shape=True)

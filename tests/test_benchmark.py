@@ -16,7 +16,7 @@ from benchmarks import speed_quality
 from nerfinternals.data.synthetic import generate_blender_scene
 from nerfinternals.internals import linear_macs
 from nerfinternals.loading import load_pipeline
-from tests.runs import REPO, train
+from tests.runs import REPO, on_cpu, train
 
 SHIPPED = sorted((REPO / "outputs" / "demo").glob("*/*/run/config.yml"))
 
@@ -36,7 +36,7 @@ def tiny_nerf(tmp_path_factory) -> tuple[Path, Path]:
 def _bench(args: list[str], home: Path, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "TORCH_HOME": str(home), "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "benchmarks.speed_quality", *args],
+        [sys.executable, "-m", "benchmarks.speed_quality", *on_cpu(args)],
         capture_output=True,
         text=True,
         env=env,
@@ -75,6 +75,9 @@ def test_benchmark_writes_every_method(tiny_nerf, tmp_path):
         "ours l0 std_half gate",
         "ours l0 std_half ups",
         "ours l0 std_half ups gate",
+        "ours l0 std_half n4",
+        "ours l0 std_half box",
+        "ours l0 std_half n4 box",
         "coarse N/2 (4)",
         "coarse N/4 (2)",
         "no-coarse (uniform)",
@@ -93,8 +96,20 @@ def test_benchmark_writes_every_method(tiny_nerf, tmp_path):
     assert methods["coarse N/2 (4)"]["macs_ratio"] < 1.0
     assert methods["no-coarse (uniform)"]["macs_ratio"] < methods["ours l0 std_half"]["macs_ratio"]
     assert 0.0 <= methods["ours l0 std_half gate"]["rendered_fraction"] <= 1.0
-    assert set(run["targets"]) == {"time_ratio_matches_macs", "best_within_1db", "on_or_above_front", "gate"}
-    assert "NerfAcc occupancy grid" in run["not_run"]
+    assert set(run["targets"]) == {
+        "time_ratio_matches_macs",
+        "best_within_1db",
+        "on_or_above_front",
+        "ahead_of_every_alternative",
+        "gate",
+    }
+    ahead = run["targets"]["ahead_of_every_alternative"]
+    assert set(ahead["ahead"]) == {n for n, r in methods.items() if r["kind"] == "alternative"}
+    assert ahead["met"] == (not ahead["not_ahead_of"])
+    assert "NerfAcc occupancy grid" in run["not_run"]  # CPU: nerfacc's ray marching needs CUDA
+    # fewer probe samples: the probe's multiply-adds scale with them
+    assert methods["ours l0 std_half n4"]["macs_ratio"] < methods["ours l0 std_half"]["macs_ratio"]
+    assert methods["ours l0 std_half box"]["config"]["in_box"] is True
     assert methods["density grid 8^3"]["macs_ratio"] == methods["no-coarse (uniform)"]["macs_ratio"]
 
     table = (out / "results.md").read_text()
@@ -108,6 +123,70 @@ def test_benchmark_writes_every_method(tiny_nerf, tmp_path):
     assert again.stderr.strip().splitlines() == [
         f"error: output folder {out} is not empty: pass --overwrite or choose another --output-dir"
     ]
+
+
+def test_benchmark_precisions_and_rescale(tiny_nerf, tmp_path):
+    """Every method at each precision in one run, ratios to base at the first, ΔPSNR at the same one."""
+    config, home = tiny_nerf
+    out = tmp_path / "results"
+    args = ["--load-config", str(config), "--layer", "1", "--fct", "0", "--repeats", "1"]
+    args += ["--no-upsample", "--no-gate", "--no-sampling", "--grid-resolution", "0"]
+    args += ["--precision", "fp32", "bf16", "--rescale", "0.5", "--keep-near-plane", "--output-dir", str(out)]
+    result = _bench(args, home, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = json.loads((out / "results.json").read_text())["runs"]
+    assert run["image_shape"] == [8, 10]  # the 16 x 20 scene at half resolution
+    assert run["precisions"] == ["fp32", "bf16"] and run["keep_near_plane"] is True
+    names = {
+        f"{m} @{p}"
+        for p in ("fp32", "bf16")
+        for m in ("base", "ours l1 std", "coarse N/2 (4)", "coarse N/4 (2)", "no-coarse (uniform)")
+    }
+    assert set(run["methods"]) == names
+    rows = run["methods"]
+    assert rows["base @fp32"]["time_ratio"] == pytest.approx(1.0)
+    assert rows["base @bf16"]["psnr_delta_same_precision"] == pytest.approx(0.0)
+    assert rows["base @bf16"]["psnr_delta"] == pytest.approx(
+        rows["base @bf16"]["psnr"] - rows["base @fp32"]["psnr"]
+    )
+    assert all(r["precision"] in ("fp32", "bf16") for r in rows.values())
+    assert set(run["targets_by_precision"]) == {"fp32", "bf16"}
+    assert "ΔPSNR to base at its precision" in (out / "results.md").read_text()
+    bad = _bench(
+        ["--load-config", str(config), "--precision", "tf32", "--output-dir", str(tmp_path / "b")],
+        home,
+        tmp_path,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
+        "error: --precision tf32 needs a CUDA device"
+    )
+
+
+def test_ahead_of_every_alternative_rule():
+    def row(kind, t, psnr, gate=False):
+        config = {"gate": gate, "upsample": False, "layer": 0, "in_box": False, "n_probe": None}
+        return {
+            "kind": kind,
+            "t": t,
+            "psnr": psnr,
+            "time_ratio": t,
+            "macs_ratio": t,
+            "psnr_delta": psnr - 30,
+            "config": config,
+        }
+
+    rows = {
+        "base": row("base", 1.0, 30.0),
+        "fast": row("alternative", 0.5, 29.0),
+        "good": row("alternative", 0.8, 30.5),
+        "ours a": row("ours", 0.5, 29.0),  # ties "fast": counts as ahead (as fast, PSNR as high)
+        "ours b": row("ours", 0.7, 30.2),  # faster than "good" but 0.3 dB short
+    }
+    ahead = speed_quality.targets(rows)["ahead_of_every_alternative"]
+    assert ahead["ahead"] == {"fast": ["ours a"], "good": []}
+    assert ahead["not_ahead_of"] == ["good"] and ahead["met"] is False
+    assert ahead["shortfall"]["good"]["best_as_fast"] == "ours b"
+    assert ahead["shortfall"]["good"]["psnr_short_db"] == pytest.approx(0.3)
 
 
 def test_fewer_coarse_samples_are_restored_and_counted(tiny_nerf, monkeypatch):

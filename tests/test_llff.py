@@ -409,7 +409,18 @@ def test_ns_train_llff_with_and_without_ndc_then_eval(scene, tmp_path):
     config = tmp_path / "ndc" / "llff" / "activation-nerf" / "run" / "config.yml"
     env = {**os.environ, "TORCH_HOME": str(home)}
     result = subprocess.run(
-        [sys.executable, EVAL_SCRIPT, "--load-config", str(config), "--layer", "0", "--fct", "1"],
+        [
+            sys.executable,
+            EVAL_SCRIPT,
+            "--load-config",
+            str(config),
+            "--layer",
+            "0",
+            "--fct",
+            "1",
+            "--device",
+            "cpu",
+        ],
         capture_output=True,
         text=True,
         env=env,

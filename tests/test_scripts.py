@@ -354,3 +354,27 @@ def test_launch_eval_collects_one_table(tmp_path):
     assert "| activation-nerf | blender | base | 1 | 31.00 |" in md
     assert "Runs without an evaluation summary" in md and str(tmp_path / "out" / "room") in md
     assert md in result.stdout
+
+
+def test_train_lego_nerfacto_help_dry_run_and_missing_data(tmp_path):
+    help_ = run("train_lego_nerfacto.sh", "-h")
+    assert help_.returncode == 0 and help_.stdout.startswith("usage: scripts/train_lego_nerfacto.sh")
+    scene = tmp_path / "lego"
+    scene.mkdir()
+    (scene / "transforms_train.json").write_text("{}")
+    dry = run("train_lego_nerfacto.sh", "-n", str(scene), env={**os.environ, "OUT": str(tmp_path / "out")})
+    assert dry.returncode == 0, dry.stderr
+    train = next(line for line in dry.stdout.splitlines() if "ns-train" in line)
+    for flag in (
+        "activation-nerfacto",
+        "--pipeline.datamanager.camera-res-scale-factor 0.25",
+        "--pipeline.model.num-proposal-samples-per-ray 256 96",
+        "--pipeline.model.num-nerf-samples-per-ray 48",
+        "--pipeline.model.proposal-mlp-layer-width 64",
+        "--pipeline.model.disable-scene-contraction True",
+        f"blender-data --data {scene}",
+    ):
+        assert flag in train
+    assert not (tmp_path / "out").exists()
+    missing = run("train_lego_nerfacto.sh", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no Blender scene at")

@@ -171,7 +171,7 @@ def test_eval_stock_checkpoints(method, trained, offline_home, work, tmp_path):
 
 # ---- bad input: one clear line, non-zero exit, nothing written -------------------------------------
 def _expect_error(match: str, **kwargs) -> None:
-    cfg = ActivationDerivedDensity(**kwargs)
+    cfg = ActivationDerivedDensity(**{"device": "cpu", **kwargs})
     out = Path(cfg.load_config).parent / cfg.output_dir
     existed = out.exists()
     with pytest.raises(InputError, match=match):

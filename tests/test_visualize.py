@@ -12,83 +12,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from nerfstudio.cameras.cameras import Cameras
-from nerfstudio.data.scene_box import SceneBox
 from PIL import Image
 
 from nerfinternals import analysis, internals
 from nerfinternals.data.synthetic import generate_blender_scene
 from nerfinternals.eval import ActivationDerivedDensity, evaluate
 from nerfinternals.loading import InputError, load_pipeline
-from nerfinternals.models import (
-    ActivationMipNerfModelConfig,
-    ActivationNerfactoModelConfig,
-    ActivationNeRFModelConfig,
-)
 from nerfinternals.visualize import Visualize, visualize
-from tests.runs import REPO, ray_samples, train
+from tests.runs import REPO, camera_bundle, ray_samples, train
 
 VISUALIZE_SCRIPT = str(REPO / "nerfinternals" / "visualize.py")
 WIDTH, HEIGHT = 24, 20  # the trained scene: H != W
 
+
 # ---- small models built in-process (no training): the gate on every model kind ----------------------
-_NERF = dict(
-    num_coarse_samples=8,
-    num_importance_samples=8,
-    base_mlp_num_layers=4,
-    base_mlp_layer_width=32,
-    head_mlp_layer_width=16,
-    skip_connections=(2,),
-    collider_params={"near_plane": 2.0, "far_plane": 6.0},
-    eval_num_rays_per_chunk=50,  # several chunks, the last one partial
-)
-_NERFACTO = dict(
-    num_proposal_samples_per_ray=(16, 8),
-    num_nerf_samples_per_ray=8,
-    proposal_mlp_layer_width=32,
-    hidden_dim=16,
-    hidden_dim_color=16,
-    num_levels=4,
-    log2_hashmap_size=12,
-    eval_num_rays_per_chunk=50,
-)
-MODEL_CONFIGS = {
-    "nerf": lambda: ActivationNeRFModelConfig(**_NERF),
-    "mipnerf": lambda: ActivationMipNerfModelConfig(**_NERF),
-    "nerfacto": lambda: ActivationNerfactoModelConfig(**_NERFACTO),
-    # how a stock nerfacto checkpoint is loaded: hash-grid proposal networks
-    "nerfacto-stock": lambda: ActivationNerfactoModelConfig(proposal_field="hash", **_NERFACTO),
-}
-
-
-@pytest.fixture(scope="module")
-def models():
-    cache = {}
-
-    def get(kind: str):
-        if kind not in cache:
-            torch.manual_seed(0)
-            scene_box = SceneBox(aabb=torch.tensor([[-1.5, -1.5, -1.5], [1.5, 1.5, 1.5]]))
-            model = MODEL_CONFIGS[kind]().setup(scene_box=scene_box, num_train_data=2)
-            cache[kind] = model.eval()
-        return cache[kind]
-
-    return get
-
-
-def _bundle(width: int = 13, height: int = 9):
-    """Rays of a camera at (0, 0, 4) looking at the origin (13 x 9: not square, not a chunk multiple)."""
-    c2w = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 4.0]])
-    camera = Cameras(
-        camera_to_worlds=c2w[None], fx=20.0, fy=20.0, cx=width / 2, cy=height / 2, width=width, height=height
-    )
-    return camera.generate_rays(camera_indices=0, keep_shape=True)
-
-
-@pytest.mark.parametrize("kind", list(MODEL_CONFIGS))
+@pytest.mark.parametrize("kind", ["nerf", "mipnerf", "nerfacto", "nerfacto-stock"])
 @pytest.mark.parametrize("upsample", [False, True])
 def test_gate_admitting_every_pixel_reproduces_the_render_exactly(models, kind, upsample):
-    model, bundle = models(kind), _bundle()
+    model, bundle = models(kind), camera_bundle()
     full, _ = model.render_with_activations(bundle, 0, "std_half", upsample=upsample)
     gated, times = model.render_with_activations(
         bundle, 0, "std_half", upsample=upsample, gate=True, threshold=math.inf
@@ -100,11 +41,11 @@ def test_gate_admitting_every_pixel_reproduces_the_render_exactly(models, kind, 
         assert torch.equal(gated[name], full[name]), name
 
 
-@pytest.mark.parametrize("kind", list(MODEL_CONFIGS))
+@pytest.mark.parametrize("kind", ["nerf", "mipnerf", "nerfacto", "nerfacto-stock"])
 def test_stock_gate_admitting_every_pixel_reproduces_the_stock_render_exactly(models, kind):
-    model, bundle = models(kind), _bundle()
+    model, bundle = models(kind), camera_bundle()
     with torch.inference_mode():
-        full = model.get_outputs_for_camera_ray_bundle(bundle)
+        full = model.render_stock(bundle)
     gated, times = model.render_gated(bundle, 0, threshold=math.inf)
     assert set(times) == {"t_act", "t_render"}
     assert gated["gate_mask"].all()
@@ -115,7 +56,7 @@ def test_stock_gate_admitting_every_pixel_reproduces_the_stock_render_exactly(mo
 
 @pytest.mark.parametrize("kind", ["nerf", "nerfacto"])
 def test_gate_at_the_image_mean_skips_bright_pixels_with_the_background(models, kind):
-    model, bundle = models(kind), _bundle()
+    model, bundle = models(kind), camera_bundle()
     volume = model._probe_image(bundle, 1, model.num_probe_samples)
     expected_map = volume.mean(dim=-1)
     expected_mask = expected_map < expected_map.mean()
@@ -123,7 +64,7 @@ def test_gate_at_the_image_mean_skips_bright_pixels_with_the_background(models, 
 
     full, _ = model.render_with_activations(bundle, 1, "std")
     gated, _ = model.render_with_activations(bundle, 1, "std", gate=True)
-    stock_full = model.get_outputs_for_camera_ray_bundle(bundle)
+    stock_full = model.render_stock(bundle)
     stock_gated, _ = model.render_gated(bundle, 1)
     background = model.background_rgb()
     for out, ref, rgb in (
@@ -141,7 +82,7 @@ def test_gate_at_the_image_mean_skips_bright_pixels_with_the_background(models, 
 
 
 def test_gate_admitting_nothing_renders_only_background(models):
-    model, bundle = models("nerf"), _bundle()
+    model, bundle = models("nerf"), camera_bundle()
     gated, _ = model.render_with_activations(bundle, 0, "std", gate=True, threshold=-math.inf)
     assert not gated["gate_mask"].any()
     assert torch.equal(gated["rgb"], model.background_rgb().expand(9, 13, 3))
@@ -158,7 +99,7 @@ def test_gated_compute_accounting(models):
 
 @pytest.mark.parametrize("kind", ["nerf", "mipnerf", "nerfacto", "nerfacto-stock"])
 def test_analysis_per_pixel_maps_and_ray_profiles(models, kind):
-    model, bundle = models(kind), _bundle()
+    model, bundle = models(kind), camera_bundle()
     networks = analysis.available_networks(model)
     assert networks == (["coarse"] if kind == "mipnerf" else ["coarse", "fine"])
     result = analysis.analyse_image(model, bundle, [0], ["std", "std_half_sq"], networks)
@@ -279,7 +220,9 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 def test_visualize_writes_every_figure(run, scene, offline):
     results = visualize(
-        Visualize(load_config=run, layer=(0, 2), fct=(0, 1), network="both", pixels=("3,4", "20,15"))
+        Visualize(
+            device="cpu", load_config=run, layer=(0, 2), fct=(0, 1), network="both", pixels=("3,4", "20,15")
+        )
     )
     out = run.parent / "visualize" / "000"
     # Fig. 2: one map per network and layer, the image's shape; the side-by-side figure
@@ -334,7 +277,11 @@ def test_visualize_writes_every_figure(run, scene, offline):
 
 
 def test_visualize_default_pixels_and_selected_figures(run, offline, tmp_path):
-    visualize(Visualize(load_config=run, layer=(1,), fct=(2,), figures=("rays",), output_dir=str(tmp_path)))
+    visualize(
+        Visualize(
+            device="cpu", load_config=run, layer=(1,), fct=(2,), figures=("rays",), output_dir=str(tmp_path)
+        )
+    )
     out = tmp_path / "000"
     figures = sorted(p.name for p in out.glob("fig4_*.png"))
     assert len(figures) == 4  # three on the object, one on the background
@@ -357,7 +304,7 @@ def test_visualize_default_pixels_and_selected_figures(run, offline, tmp_path):
     ],
 )
 def test_visualize_bad_input_writes_nothing(run, offline, kwargs, message):
-    cfg = Visualize(load_config=run, **{"output_dir": "bad-input", **kwargs})
+    cfg = Visualize(device="cpu", load_config=run, **{"output_dir": "bad-input", **kwargs})
     before = sorted(p.relative_to(run.parent) for p in run.parent.rglob("*"))
     with pytest.raises(InputError, match=message):
         visualize(cfg)
@@ -369,7 +316,7 @@ def test_visualize_refuses_a_non_empty_folder(run, offline):
     busy.mkdir()
     (busy / "keep.txt").write_text("earlier results")
     with pytest.raises(InputError, match="not empty: pass --overwrite"):
-        visualize(Visualize(load_config=run, output_dir="busy-vis"))
+        visualize(Visualize(device="cpu", load_config=run, output_dir="busy-vis"))
     assert [p.name for p in busy.iterdir()] == ["keep.txt"]
 
 
@@ -384,6 +331,8 @@ def test_visualize_cli_errors_are_one_line(run, home, work):
             "3,99",
             "--output-dir",
             "cli",
+            "--device",
+            "cpu",
         ],
         capture_output=True,
         text=True,
@@ -419,7 +368,9 @@ def test_visualize_help_documents_the_flags():
 # ---- eval.py --gate ---------------------------------------------------------------------------------
 def test_eval_gate_writes_the_gate_stats(run, offline):
     summary = evaluate(
-        ActivationDerivedDensity(load_config=run, layer=(1,), fct=(1,), gate=True, output_dir="eval-gate")
+        ActivationDerivedDensity(
+            device="cpu", load_config=run, layer=(1,), fct=(1,), gate=True, output_dir="eval-gate"
+        )
     )
     name = "layer_01_ups_0_fct_std_half_gate"
     root = run.parent / "eval-gate"
