@@ -19,7 +19,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from nerfinternals.common import camera_rays, run_cli, timed
+from nerfinternals.common import check_rescale, eval_views, run_cli, timed
 from nerfinternals.internals import activation_feature, num_probe_layers
 from nerfinternals.loading import InputError, load_pipeline
 
@@ -36,6 +36,8 @@ class ProbeCost:
     """Which eval image (position in the eval set)."""
     repeats: int = 5
     """Timed runs per stage; the median is reported."""
+    rescale: float = 1.0
+    """Render the camera at this fraction of its resolution (0.125: a 400 px image at 50 x 50)."""
     device: str | None = None
     """Torch device (default: cuda if available, else cpu)."""
 
@@ -57,8 +59,8 @@ def measure(cfg: ProbeCost) -> dict[str, float]:
         raise InputError(
             f"--image-idx {cfg.image_idx} is out of range: the run has {len(loader)} eval images"
         )
-    camera = [camera for i, (camera, _) in enumerate(loader) if i == cfg.image_idx][0]
-    bundle = camera_rays(camera)
+    check_rescale(cfg.rescale)
+    bundle = [b for i, (_, b, _) in enumerate(eval_views(model, loader, cfg.image_idx + 1, cfg.rescale))][-1]
     device = model.device
     rays = bundle.flatten().to(device)
     if model.collider is not None:
@@ -85,7 +87,7 @@ def measure(cfg: ProbeCost) -> dict[str, float]:
         )
     table = Table(title=f"{config.method_name} · {tuple(bundle.shape)} rays · {device}")
     table.add_column("stage")
-    table.add_column("t [ms]", justify="right")
+    table.add_column("t (ms)", justify="right")
     table.add_column("share of the render", justify="right")
     render = times["stock render of the image"]
     for stage, t in times.items():

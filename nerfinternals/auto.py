@@ -196,17 +196,12 @@ def _print(record: dict, console: Console) -> None:
 
 
 def auto_settings(
-    config_path: Path,
-    max_psnr_drop: float,
-    device: str | None = None,
-    precision: str = "fp32",
-    rescale: float = 1.0,
-    keep_near_plane: bool = False,
-    max_images: int | None = None,
-    console: Console | None = None,
+    config_path: Path, max_psnr_drop: float, console: Console | None = None, **conditions
 ) -> dict:
     """The chosen inference setting (probe fields and ``inference_sampler``): the recorded one when it
-    matches the run's checkpoint, the budget, the precision and the near plane, else chosen now."""
+    matches the run's checkpoint, the budget, the precision and the near plane, else chosen now by
+    :func:`choose` (``conditions``: its ``device``, ``precision``, ``rescale``, ``keep_near_plane``,
+    ``max_images``)."""
     console = console or Console()
     if max_psnr_drop < 0:
         raise InputError(f"--max-psnr-drop must be at least 0, got {max_psnr_drop}")
@@ -218,8 +213,8 @@ def auto_settings(
             fits = (
                 record["checkpoint"] == ckpt.name
                 and record["max_psnr_drop"] == max_psnr_drop
-                and record["precision"] == precision
-                and record["keep_near_plane"] == keep_near_plane
+                and record["precision"] == conditions.get("precision", "fp32")
+                and record["keep_near_plane"] == conditions.get("keep_near_plane", False)
             )
         except (ValueError, KeyError, TypeError):
             fits = False
@@ -229,6 +224,4 @@ def auto_settings(
                 f"{record['image_shape'][1]}x{record['image_shape'][0]} px on {record['device']}): {label(record['chosen'])}"
             )
             return record["chosen"]
-    return choose(
-        config_path, max_psnr_drop, device, precision, rescale, keep_near_plane, max_images, console
-    )["chosen"]
+    return choose(config_path, max_psnr_drop, console=console, **conditions)["chosen"]

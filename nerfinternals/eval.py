@@ -159,28 +159,15 @@ def _experiments(
         if chosen["inference_sampler"] == "stock":
             return []
         kwargs = render_kwargs(chosen)
-        return [
-            (
-                experiment_name(
-                    **{k: kwargs[k] for k in ("layer", "upsample", "fct", "gate", "n_probe", "in_box")}
-                ),
-                kwargs,
-            )
-        ]
+        return [(experiment_name(**kwargs), kwargs)]
     n_layers = num_probe_layers(model.probe_mlp)
     bad = [layer for layer in cfg.layer if not 0 <= layer < n_layers]
     if bad:
         raise InputError(
             f"--layer {bad[0]} is out of range for this {method} model: valid layers are 0..{n_layers - 1}"
         )
-    return [
-        (
-            experiment_name(layer, cfg.upsample, f, cfg.gate, cfg.probe_samples or None, cfg.in_box),
-            experiment_kwargs(layer, f, cfg),
-        )
-        for layer in cfg.layer
-        for f in fct_names
-    ]
+    experiments = [experiment_kwargs(layer, f, cfg) for layer in cfg.layer for f in fct_names]
+    return [(experiment_name(**kwargs), kwargs) for kwargs in experiments]
 
 
 def evaluate(cfg: ActivationDerivedDensity) -> dict:

@@ -164,7 +164,6 @@ class _Staging:
             if final.exists() and not (final.is_dir() and not any(final.iterdir())) and not overwrite:
                 raise InputError(f"{final} exists: pass --overwrite True or choose another --output-path")
         self.finals = finals
-        self.overwrite = overwrite
         self.folders: list[Path] = []
 
     def staged(self, final: Path) -> Path:
@@ -192,9 +191,9 @@ class _Staging:
 class _SettingRun:
     """Load the run with the inference setting when nerfstudio's code asks ``eval_setup`` for it."""
 
-    def __init__(self, options: InferenceOptions, load_config: Path) -> None:
-        self.options = options
-        self.load_config = Path(load_config)
+    def __init__(self, options) -> None:
+        self.options = options  # an InferenceOptions sub-command (it has nerfstudio's load_config)
+        self.load_config = Path(options.load_config)
         self.times = FrameTimes()
         self.model = None
 
@@ -263,7 +262,7 @@ def _run(
     """``nerfstudio_main(run)`` with the run loaded in the setting; its outputs ``finals`` are written where
     ``stage(staged paths)`` points nerfstudio and moved into place when it returns."""
     staging = _Staging(finals, cmd.overwrite)
-    run = _SettingRun(cmd, cmd.load_config)
+    run = _SettingRun(cmd)
     try:
         stage([staging.staged(final) for final in finals])
         with run.patched(module):
@@ -405,7 +404,7 @@ class Viewer(InferenceOptions, ns_viewer.RunViewer):
     """Serve the run in nerfstudio's viewer (ns-viewer), rendering with the inference setting."""
 
     def main(self) -> None:
-        with _SettingRun(self, self.load_config).patched(ns_viewer):
+        with _SettingRun(self).patched(ns_viewer):
             super().main()
 
 

@@ -28,7 +28,7 @@ STEPS = 2  # 4 eval cameras -> 6 frames
 pytestmark = pytest.mark.skipif(not (REPO / RUN).is_file(), reason="no shipped activation-nerf run")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def scene():
     from nerfinternals.demo import DEMO_SCENE, ensure_scene
 
@@ -345,7 +345,7 @@ def test_auto_chooses_within_the_budget_and_is_reused(home, tmp_path, monkeypatc
     )
     assert auto_settings(RUN, budget, device="cpu") == chosen
     run = render._SettingRun(
-        render.Interpolate(load_config=RUN, auto=True, max_psnr_drop=budget, device="cpu"), RUN
+        render.Interpolate(load_config=RUN, auto=True, max_psnr_drop=budget, device="cpu")
     )
     settings = run.settings()
     assert {k: settings[k] for k in chosen} == chosen and label(chosen) in label(settings)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -136,10 +137,15 @@ def test_eval_end_to_end(method, trained, offline_home, work):
     assert "layer_00_ups_0_fct_std" in result.stdout  # the printed table
 
 
-def test_eval_upsample_on_non_square_images(trained, work, offline_home):
-    wide = generate_blender_scene(
+@pytest.fixture(scope="session")
+def wide(work) -> Path:
+    """A 28 x 20 px scene: H != W."""
+    return generate_blender_scene(
         work / "wide", "mixed", width=28, height=20, num_train=6, num_val=2, num_test=2
     )
+
+
+def test_eval_upsample_on_non_square_images(trained, work, wide, offline_home):
     config = trained("activation-nerf", data=wide, tag="-wide")
     result = run_eval(
         ["--load-config", str(config), "--layer", "1", "--fct", "1", "--upsample", "--output-dir", "ups"],
@@ -148,6 +154,50 @@ def test_eval_upsample_on_non_square_images(trained, work, offline_home):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     _check_outputs(config, "ups", ["layer_01_ups_1_fct_std_half"], (28, 20))
+
+
+def test_eval_rescale_probe_options_and_precision(trained, wide, offline_home, monkeypatch):
+    """--rescale renders smaller images against area-averaged targets; the sampling options name their
+    experiments; --precision fp32 reproduces the default run exactly."""
+    from nerfinternals.common import resize_image
+
+    monkeypatch.setenv("TORCH_HOME", str(offline_home))
+    config = trained("activation-nerf", data=wide, tag="-wide")
+    common = dict(load_config=config, layer=(1,), fct=(1,), device="cpu", overwrite=True)
+    name = "layer_01_ups_0_fct_std_half_n4_box"
+    half = evaluate(
+        ActivationDerivedDensity(**common, rescale=0.5, probe_samples=4, in_box=True, output_dir="half")
+    )
+    assert half["image_shape"] == [10, 14] and half["settings"]["rescale"] == 0.5
+    assert list(half["experiments"]) == [name]
+    assert half["experiments"][name]["render"] == {
+        "layer": 1,
+        "fct": "std_half",
+        "upsample": False,
+        "gate": False,
+        "n_probe": 4,
+        "in_box": True,
+    }
+    root = config.parent / "half" / "000"
+    with Image.open(root / name / "ours.png") as img:
+        assert img.size == (14, 10)
+    full_target = np.asarray(Image.open(wide / "test" / "r_0.png").convert("RGBA"), dtype=np.float32) / 255
+    rgb = full_target[..., :3] * full_target[..., 3:] + (1 - full_target[..., 3:])  # white background
+    expected = resize_image(torch.from_numpy(rgb), 10, 14)  # 2 x 2 box averages
+    written = np.asarray(Image.open(root / "target.png"), dtype=np.float32) / 255
+    assert np.abs(written - expected.numpy()).max() <= 1 / 255 + 1e-6
+    plain = evaluate(ActivationDerivedDensity(**common, output_dir="plain"))
+    fp32 = evaluate(ActivationDerivedDensity(**common, precision="fp32", output_dir="fp32"))
+    key = "layer_01_ups_0_fct_std_half"
+    for which in ("base", key):
+        a = plain["base"] if which == "base" else plain["experiments"][key]
+        b = fp32["base"] if which == "base" else fp32["experiments"][key]
+        assert a["psnr"] == b["psnr"] and a["ssim"] == b["ssim"]
+    with pytest.raises(InputError, match=r"--rescale must be in \(0, 1\]"):
+        evaluate(ActivationDerivedDensity(**common, rescale=1.5, output_dir="bad"))
+    with pytest.raises(InputError, match="tf32 needs a CUDA device"):
+        evaluate(ActivationDerivedDensity(**common, precision="tf32", output_dir="bad"))
+    assert not (config.parent / "bad").exists()
 
 
 @pytest.mark.parametrize("method", ["vanilla-nerf", "nerfacto"])
