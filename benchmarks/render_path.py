@@ -25,8 +25,7 @@ from nerfstudio.cameras.camera_paths import get_interpolated_camera_path
 from rich.console import Console
 from rich.table import Table
 
-from nerfinternals.common import atomic_write, run_cli, timed, write_json
-from nerfinternals.internals import FCT_NAMES
+from nerfinternals.common import atomic_write, fct_names, run_cli, timed, write_json
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.precision import PRECISIONS, Precision, check_precision
 
@@ -65,8 +64,7 @@ def frame_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def measure(cfg: RenderPath) -> dict:
-    if not 0 <= cfg.fct < len(FCT_NAMES):
-        raise InputError(f"--fct {cfg.fct} is out of range: choose from 0..{len(FCT_NAMES) - 1}")
+    (fct,) = fct_names([cfg.fct])
     if cfg.interpolation_steps < 1:
         raise InputError(f"--interpolation-steps must be at least 1, got {cfg.interpolation_steps}")
     config, pipeline, ckpt, step = load_pipeline(cfg.load_config, device=cfg.device)
@@ -88,7 +86,7 @@ def measure(cfg: RenderPath) -> dict:
     ours = {
         "inference_sampler": "activation",
         "probe_layer": cfg.layer,
-        "probe_fct": FCT_NAMES[cfg.fct],
+        "probe_fct": fct,
         "probe_upsample": cfg.upsample,
         "probe_samples": cfg.probe_samples,
         "probe_in_box": cfg.in_box,

@@ -46,6 +46,7 @@ from nerfinternals.common import (
     atomic_write,
     check_rescale,
     eval_views,
+    fct_names,
     mean_or_none,
     progress_bar,
     rgb_output,
@@ -735,9 +736,7 @@ def run(cfg: SpeedQuality) -> dict:
         raise InputError("--load-config needs at least one config.yml")
     if cfg.repeats < 1:
         raise InputError(f"--repeats must be at least 1, got {cfg.repeats}")
-    bad = [f for f in cfg.fct if not 0 <= f < len(FCT_NAMES)]
-    if bad:
-        raise InputError(f"--fct {bad[0]} is out of range: choose from 0..{len(FCT_NAMES) - 1}")
+    fct_names(cfg.fct)
     check_rescale(cfg.rescale)
     if not cfg.precision:
         raise InputError("--precision needs at least one precision")

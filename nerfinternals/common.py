@@ -116,6 +116,17 @@ def camera_rays(camera):
     return camera.generate_rays(camera_indices=0, keep_shape=True)
 
 
+def fct_names(indices) -> list[str]:
+    """Transform names of ``--fct`` indices (0 = std, 1 = std_half, 2 = std_half_sq); InputError for others."""
+    from nerfinternals.internals import FCT_NAMES
+
+    bad = [f for f in indices if not 0 <= f < len(FCT_NAMES)]
+    if bad:
+        names = ", ".join(f"{i} = {n}" for i, n in enumerate(FCT_NAMES))
+        raise InputError(f"--fct {bad[0]} is out of range: choose from 0..{len(FCT_NAMES) - 1} ({names})")
+    return [FCT_NAMES[f] for f in indices]
+
+
 def check_rescale(factor: float) -> None:
     if not 0 < factor <= 1:
         raise InputError(f"--rescale must be in (0, 1], got {factor}")

@@ -33,6 +33,7 @@ from nerfinternals.common import (
     check_output,
     check_rescale,
     eval_views,
+    fct_names,
     mean_or_none,
     output_root,
     progress_bar,
@@ -42,7 +43,7 @@ from nerfinternals.common import (
     write_json,
     write_png,
 )
-from nerfinternals.internals import FCT_NAMES, num_probe_layers
+from nerfinternals.internals import num_probe_layers
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import LPIPS_BACKBONE, image_metrics
 from nerfinternals.models.base import pixel_grid
@@ -117,18 +118,9 @@ def experiment_kwargs(layer: int, fct: str, cfg) -> dict:
     }
 
 
-# ---- checks -------------------------------------------------------------------------------------
-def _check_fct(fcts: tuple[int, ...]) -> list[str]:
-    bad = [f for f in fcts if not 0 <= f < len(FCT_NAMES)]
-    if bad:
-        names = ", ".join(f"{i} = {n}" for i, n in enumerate(FCT_NAMES))
-        raise InputError(f"--fct {bad[0]} is out of range: choose from 0..{len(FCT_NAMES) - 1} ({names})")
-    return [FCT_NAMES[f] for f in fcts]
-
-
 # ---- the evaluation ---------------------------------------------------------------------------
 def _check(cfg: ActivationDerivedDensity) -> list[str]:
-    fct_names = _check_fct(cfg.fct)
+    fcts = fct_names(cfg.fct)
     if not cfg.layer:
         raise InputError("--layer needs at least one layer")
     if cfg.max_images is not None and cfg.max_images < 1:
@@ -136,11 +128,11 @@ def _check(cfg: ActivationDerivedDensity) -> list[str]:
     check_rescale(cfg.rescale)
     if cfg.probe_samples < 0 or cfg.probe_samples == 1:
         raise InputError(f"--probe-samples must be 0 or at least 2, got {cfg.probe_samples}")
-    return fct_names
+    return fcts
 
 
 def _experiments(
-    cfg: ActivationDerivedDensity, model, method: str, fct_names: list[str]
+    cfg: ActivationDerivedDensity, model, method: str, fcts: list[str]
 ) -> list[tuple[str, dict]]:
     """(name, render_with_activations kwargs) of each experiment; with --auto the chosen one (or none)."""
     if cfg.auto:
@@ -166,13 +158,13 @@ def _experiments(
         raise InputError(
             f"--layer {bad[0]} is out of range for this {method} model: valid layers are 0..{n_layers - 1}"
         )
-    experiments = [experiment_kwargs(layer, f, cfg) for layer in cfg.layer for f in fct_names]
+    experiments = [experiment_kwargs(layer, f, cfg) for layer in cfg.layer for f in fcts]
     return [(experiment_name(**kwargs), kwargs) for kwargs in experiments]
 
 
 def evaluate(cfg: ActivationDerivedDensity) -> dict:
     """Run the evaluation described by ``cfg``; returns the summary (also written to summary.json)."""
-    fct_names = _check(cfg)
+    fcts = _check(cfg)
     config, pipeline, ckpt, step = load_pipeline(cfg.load_config, device=cfg.device)
     model = pipeline.model
     try:
@@ -188,7 +180,7 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
         raise InputError(
             f"no eval images in the run's data ({config.pipeline.datamanager.data or 'dataparser data'})"
         )
-    experiments = _experiments(cfg, model, config.method_name, fct_names)
+    experiments = _experiments(cfg, model, config.method_name, fcts)
     if not experiments and not cfg.run_normal:
         raise InputError(
             "nothing to evaluate: --auto chose the stock sampler and --no-run-normal leaves it out"

@@ -38,8 +38,7 @@ from nerfstudio.utils import install_checks
 from nerfstudio.utils.rich_utils import CONSOLE as NS_CONSOLE
 from rich.console import Console
 
-from nerfinternals.common import parse_cli, timed, write_json
-from nerfinternals.internals import FCT_NAMES
+from nerfinternals.common import fct_names, parse_cli, timed, write_json
 from nerfinternals.loading import InputError, load_pipeline
 
 CONSOLE = Console(width=120)
@@ -78,15 +77,11 @@ class InferenceOptions:
 
     def settings(self) -> dict:
         """The model's inference setting (fields of ActivationInferenceConfig) these flags ask for."""
-        if not 0 <= self.fct < len(FCT_NAMES):
-            names = ", ".join(f"{i} = {n}" for i, n in enumerate(FCT_NAMES))
-            raise InputError(
-                f"--fct {self.fct} is out of range: choose from 0..{len(FCT_NAMES) - 1} ({names})"
-            )
+        (fct,) = fct_names([self.fct])
         return {
             "inference_sampler": self.inference_sampler,
             "probe_layer": self.layer,
-            "probe_fct": FCT_NAMES[self.fct],
+            "probe_fct": fct,
             "probe_upsample": self.upsample,
             "probe_gate": self.gate,
             "probe_samples": self.probe_samples,

@@ -30,6 +30,7 @@ from nerfinternals.common import (
     atomic_write,
     camera_rays,
     check_output,
+    fct_names,
     finite_or_none,
     output_root,
     progress_bar,
@@ -39,7 +40,7 @@ from nerfinternals.common import (
     write_json,
     write_png,
 )
-from nerfinternals.internals import FCT_NAMES, num_probe_layers
+from nerfinternals.internals import num_probe_layers
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import image_metrics
 from nerfinternals.models.base import pixel_grid
@@ -90,10 +91,7 @@ def _parse_pixels(pixels: tuple[str, ...]) -> list[tuple[int, int]]:
 
 def _check_names(cfg: Visualize) -> tuple[list[str], list[str]]:
     """Transform names and figure kinds; errors for unknown ones."""
-    bad = [f for f in cfg.fct if not 0 <= f < len(FCT_NAMES)]
-    if bad:
-        names = ", ".join(f"{i} = {n}" for i, n in enumerate(FCT_NAMES))
-        raise InputError(f"--fct {bad[0]} is out of range: choose from 0..{len(FCT_NAMES) - 1} ({names})")
+    fcts = fct_names(cfg.fct)
     if cfg.network not in (*analysis.NETWORKS, "both"):
         raise InputError(f"unknown --network {cfg.network!r}: choose coarse, fine or both")
     unknown = [f for f in cfg.figures if f not in FIGURES]
@@ -103,7 +101,7 @@ def _check_names(cfg: Visualize) -> tuple[list[str], list[str]]:
         raise InputError("--layer needs at least one layer")
     if not cfg.figures:
         raise InputError("--figures needs at least one of " + ", ".join(FIGURES))
-    return [FCT_NAMES[f] for f in cfg.fct], list(dict.fromkeys(cfg.figures))
+    return fcts, list(dict.fromkeys(cfg.figures))
 
 
 def _check_networks(cfg: Visualize, model, method: str) -> tuple[dict[str, analysis.Probe], list[str]]:
