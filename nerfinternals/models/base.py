@@ -372,14 +372,26 @@ class ActivationRenderingMixin:
         return torch.cat(parts).view(h, w, num_samples)
 
     def _gate(
-        self, camera_ray_bundle: RayBundle, layer: int, threshold: float | None, volume: Tensor | None = None
+        self,
+        camera_ray_bundle: RayBundle,
+        layer: int,
+        threshold: float | None,
+        volume: Tensor | None = None,
+        within: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """The activation map V_l (H, W) and the gate mask (H, W), True where V_l < threshold."""
+        """The activation map V_l (H, W) and the gate mask (H, W), True where V_l < threshold.
+
+        With ``within`` (H, W), only those pixels can pass, and the default threshold is the mean of
+        V_l over them."""
         height, width = camera_ray_bundle.shape
         if volume is None:
             volume = self._probe_image(camera_ray_bundle, layer, self.num_probe_samples)
         act_map = internals.activation_map(volume.view(height, width, -1))
-        return act_map, internals.gate_mask(act_map, threshold)
+        if within is None:
+            return act_map, internals.gate_mask(act_map, threshold)
+        if threshold is None and within.any():
+            threshold = float(act_map[within].mean())
+        return act_map, internals.gate_mask(act_map, threshold) & within
 
     _GATE_EMPTY = {"rgb": 3, "accumulation": 1, "depth": 1}
     """Outputs (and channels) of a gated render that admits no pixel."""
@@ -466,11 +478,7 @@ class ActivationRenderingMixin:
                     height * width, n
                 )
             if gate:
-                act_map = internals.activation_map(probed.view(height, width, n))
-                if threshold is None and mask is not None and mask.any():
-                    threshold = float(act_map[mask].mean())
-                gated = internals.gate_mask(act_map, threshold)
-                mask = gated if mask is None else gated & mask
+                act_map, mask = self._gate(camera_ray_bundle, layer, threshold, volume=probed, within=mask)
             if mask is not None:
                 index = mask.reshape(-1).nonzero().squeeze(-1)
 
