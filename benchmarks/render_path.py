@@ -28,6 +28,7 @@ from rich.table import Table
 from nerfinternals.common import atomic_write, fct_names, run_cli, timed, write_json
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.precision import PRECISIONS, Precision, check_precision
+from nerfinternals.utils import machine_name
 
 CONSOLE = Console(width=120)
 
@@ -139,19 +140,12 @@ def measure(cfg: RenderPath) -> dict:
         "method": config.method_name,
         "checkpoint": str(ckpt),
         "step": step,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"{device} ({_cpu()})",
+        "device": machine_name(device) if device.type == "cuda" else f"{device} ({machine_name(device)})",
         "frames": frames,
         "frame_shape": [h, w],
         "ours": ours,
         "configs": rows,
     }
-
-
-def _cpu() -> str:
-    import os
-    import platform
-
-    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def markdown(result: dict) -> str:

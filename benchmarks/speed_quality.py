@@ -57,8 +57,8 @@ from nerfinternals.common import (
 from nerfinternals.internals import FCT_NAMES, linear_macs, num_probe_layers, weights_from_density
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import LPIPS_BACKBONE, image_metrics
-from nerfinternals.models.base import pixel_grid, synchronize
 from nerfinternals.precision import Precision, check_precision, precision_scope
+from nerfinternals.utils import machine_name, synchronize, warmup_crop
 
 CONSOLE = Console(width=140)
 
@@ -396,8 +396,7 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
             for precision in cfg.precision:
                 with precision_scope(precision, device):
                     if i == 0:  # warm-up: every path once on a small crop
-                        h, w = bundle.shape
-                        crop = pixel_grid(bundle, range(min(8, h)), range(min(8, w)))
+                        crop = warmup_crop(bundle)
                         for m in methods:
                             m.render(crop)
                     for m in methods:
@@ -719,17 +718,6 @@ def pareto_plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _machine() -> str:
-    import os
-    import platform
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return (
-        f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
-    )
-
-
 def run(cfg: SpeedQuality) -> dict:
     """Benchmark every run of ``cfg``; writes results.json, results.md and pareto.png."""
     if not cfg.load_config:
@@ -746,7 +734,7 @@ def run(cfg: SpeedQuality) -> dict:
     missing = [p for p in cfg.load_config if not Path(p).is_file()]
     if missing:
         raise InputError(f"config not found: {missing[0]}")
-    results: dict = {"machine": _machine(), "runs": []}
+    results: dict = {"machine": machine_name(), "runs": []}
     progress = progress_bar(CONSOLE)
     with progress:
         for path in cfg.load_config:

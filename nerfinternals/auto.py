@@ -24,8 +24,8 @@ from nerfinternals.common import eval_views, mean_or_none, timed, write_json
 from nerfinternals.internals import FCT_NAMES, num_probe_layers
 from nerfinternals.loading import InputError, checkpoint_path, load_pipeline, read_config
 from nerfinternals.metrics import image_metrics
-from nerfinternals.models.base import pixel_grid
 from nerfinternals.precision import precision_scope
+from nerfinternals.utils import warmup_crop
 
 AUTO_FILE = "nerfinternals_auto.json"
 
@@ -118,7 +118,7 @@ def choose(
     start = time.perf_counter()
     with torch.inference_mode(), precision_scope(precision, model.device):
         bundle = views[0][1]
-        crop = pixel_grid(bundle, range(min(8, bundle.shape[0])), range(min(8, bundle.shape[1])))
+        crop = warmup_crop(bundle)
         model.render_stock(crop)  # warm-up: one-time costs stay out of the timings
         base = measure(model.render_stock)
         rows = []

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nerfinternals.loading import InputError
-from nerfinternals.models.base import synchronize
+from nerfinternals.utils import synchronize
 
 T = TypeVar("T")
 

@@ -46,8 +46,8 @@ from nerfinternals.common import (
 from nerfinternals.internals import num_probe_layers
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import LPIPS_BACKBONE, image_metrics
-from nerfinternals.models.base import pixel_grid
 from nerfinternals.precision import Precision, check_precision, precision_scope
+from nerfinternals.utils import warmup_crop
 
 CONSOLE = Console(width=120)
 
@@ -211,8 +211,7 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
 
 def _warm_up(model, bundle, experiments, cfg) -> None:
     """Run each path once on a small crop so that one-time costs stay out of the timings."""
-    height, width = bundle.shape
-    crop = pixel_grid(bundle, range(min(8, height)), range(min(8, width)))
+    crop = warmup_crop(bundle)
     if cfg.run_normal:
         model.render_stock(crop)
     for _, kwargs in experiments:

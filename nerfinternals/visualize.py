@@ -43,7 +43,7 @@ from nerfinternals.common import (
 from nerfinternals.internals import num_probe_layers
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import image_metrics
-from nerfinternals.models.base import pixel_grid
+from nerfinternals.utils import warmup_crop
 
 CONSOLE = Console(width=120)
 FIGURES = ("maps", "gate", "rays", "argmax")
@@ -343,7 +343,7 @@ def _write_rays(
 def _write_gate(out: Path, method: str, model, bundle, target, layers, meta, progress, task) -> dict:
     device = model.device
     height, width = bundle.shape
-    crop = pixel_grid(bundle, range(min(8, height)), range(min(8, width)))
+    crop = warmup_crop(bundle)
     model.render_stock(crop)  # warm-up: one-time costs stay out of the timings
     model.render_gated(crop, layers[0])
     full_out, t_full = timed(device, lambda: model.render_stock(bundle))

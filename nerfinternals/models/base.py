@@ -14,13 +14,8 @@ so training and stock behaviour are unchanged.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import time
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from nerfstudio.cameras.rays import RayBundle, RaySamples
@@ -31,70 +26,10 @@ from torch import Tensor
 
 from nerfinternals import internals
 from nerfinternals.metrics import drop_nan_lpips
+from nerfinternals.models import inference
+from nerfinternals.models.inference import INFERENCE_FIELDS, ActivationInferenceConfig
 from nerfinternals.precision import as_float32, check_precision, precision_scope
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued kernels so a clock read measures finished work (no-op off CUDA)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def pixel_grid(bundle: RayBundle, rows: range, cols: range) -> RayBundle:
-    """The rays of an (H, W) bundle at the given rows and columns, shape (len(rows), len(cols))."""
-    width = bundle.shape[1]
-    r = torch.as_tensor(list(rows), device=bundle.origins.device)
-    c = torch.as_tensor(list(cols), device=bundle.origins.device)
-    index = (r[:, None] * width + c[None, :]).reshape(-1)
-    return bundle.flatten()[index].reshape((len(rows), len(cols)))
-
-
-class StageTimer:
-    """Accumulates synchronised wall time per named stage."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.totals: dict[str, float] = defaultdict(float)
-
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        synchronize(self.device)
-        start = time.perf_counter()
-        yield
-        synchronize(self.device)
-        self.totals[name] += time.perf_counter() - start
-
-
-@dataclass
-class ActivationInferenceConfig:
-    """How the model renders whole cameras when it is not training (eval images, ns-render, the viewer,
-    ns-eval). Fields of every activation-* model config; defaults keep stock behaviour."""
-
-    inference_sampler: Literal["stock", "activation"] = "stock"
-    """"activation": replace the coarse (first proposal) network by the estimate from its layer
-    probe_layer; "stock": the model's own coarse-to-fine / proposal sampling."""
-    probe_layer: int = 1
-    """Probed layer, 0-based (1 = the paper's l=2)."""
-    probe_fct: Literal["std", "std_half", "std_half_sq"] = "std_half"
-    """Activation -> density transform."""
-    probe_upsample: bool = False
-    """Probe every 2nd pixel per axis with half the samples and upsample the activations."""
-    probe_gate: bool = False
-    """Render only pixels whose mean activation is below the image mean (the paper's Fig. 3)."""
-    probe_samples: int = 0
-    """Samples per ray the probe evaluates (0: as many as the replaced network); fewer are linearly
-    interpolated along the ray onto the replaced network's samples."""
-    probe_in_box: bool = False
-    """Place the uniform samples on each ray's segment inside the scene box, and skip rays that miss
-    it (bounded scenes: no effect with scene contraction or NDC)."""
-    keep_near_plane: bool = False
-    """Sample from the training near plane when not training as well (nerfstudio resets it to 0);
-    applies to the stock sampler too."""
-    precision: Literal["fp32", "tf32", "bf16", "fp16"] = "fp32"
-    """Arithmetic of whole-camera renders (nerfinternals.precision); fp32 is exact."""
-
-
-INFERENCE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ActivationInferenceConfig))
+from nerfinternals.utils import StageTimer, pixel_grid
 
 
 class ActivationRenderingMixin:
@@ -111,6 +46,12 @@ class ActivationRenderingMixin:
     """Prefix of the stock model's final-pass SSIM / LPIPS metric names (NeRF: "fine_")."""
     STOCK_ONLY_OUTPUT: str = ""
     """An output only the stock pipeline renders (tells stock outputs from ours)."""
+
+    def populate_modules(self) -> None:
+        super().populate_modules()
+        from nerfinternals.viewer import add_viewer_controls
+
+        add_viewer_controls(self)
 
     # ---- hooks -------------------------------------------------------------------------------
     @property
@@ -182,11 +123,8 @@ class ActivationRenderingMixin:
 
     def check_inference(self, settings: dict) -> None:
         """Raise ``ValueError`` (one line) unless ``settings`` can render on this model and device."""
-        if settings["inference_sampler"] not in ("stock", "activation"):
-            raise ValueError(
-                f"unknown inference sampler {settings['inference_sampler']!r}: stock or activation"
-            )
-        if settings["inference_sampler"] == "activation":
+        inference.check_sampler(settings["inference_sampler"])
+        if settings["inference_sampler"] in ("activation", "hybrid"):
             internals.check_probe_layer(self.probe_mlp, settings["probe_layer"])
             if settings["probe_fct"] not in internals.TRANSFORMS:
                 raise ValueError(
@@ -196,6 +134,9 @@ class ActivationRenderingMixin:
             raise ValueError(
                 f"--probe-samples must be 0 (as many as the replaced network) or at least 2, got {settings['probe_samples']}"
             )
+        inference.check_fine_samples(settings["fine_samples"])
+        inference.check_grid_resolution(settings["grid_resolution"])
+        inference.check_empty_threshold(settings["empty_threshold"])
         check_precision(settings["precision"], self.device)
 
     def set_inference(self, **settings) -> None:

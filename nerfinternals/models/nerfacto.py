@@ -26,8 +26,9 @@ from torch import Tensor
 from nerfinternals.data.ndc import ndc_collider_from_metadata
 from nerfinternals.internals import linear_macs
 from nerfinternals.metrics import offline_lpips
-from nerfinternals.models.base import ActivationInferenceConfig, ActivationRenderingMixin
+from nerfinternals.models.base import ActivationRenderingMixin
 from nerfinternals.models.density_fields import MLPDensityField, ProbedDensityField, ProbedHashMLPDensityField
+from nerfinternals.models.inference import ActivationInferenceConfig
 
 
 @dataclass
