@@ -177,7 +177,12 @@ def weights_from_density(ray_samples: RaySamples, density: Tensor) -> Tensor:
     """
     if density.dim() == 2:
         density = density[..., None]
-    weights = ray_samples.get_weights(density)
+    return normalise_weights(ray_samples.get_weights(density))
+
+
+def normalise_weights(weights: Tensor) -> Tensor:
+    """Weights (R, S, 1) scaled to sum 1 per ray; non-finite entries count as 0, and a ray without any
+    weight gets uniform weights rather than 0/0."""
     weights = torch.nan_to_num(weights, nan=0.0, posinf=0.0, neginf=0.0)
     total = weights.sum(dim=-2, keepdim=True)
     uniform = torch.full_like(weights, 1.0 / weights.shape[-2])

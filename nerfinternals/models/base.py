@@ -14,6 +14,7 @@ so training and stock behaviour are unchanged.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -25,9 +26,10 @@ from nerfstudio.utils import colormaps
 from torch import Tensor
 
 from nerfinternals import internals
+from nerfinternals.grid import DensityGrid
 from nerfinternals.metrics import drop_nan_lpips
 from nerfinternals.models import inference
-from nerfinternals.models.inference import INFERENCE_FIELDS, ActivationInferenceConfig
+from nerfinternals.models.inference import INFERENCE_FIELDS, ActivationInferenceConfig, render_kwargs
 from nerfinternals.precision import as_float32, check_precision, precision_scope
 from nerfinternals.utils import StageTimer, pixel_grid
 
@@ -80,17 +82,44 @@ class ActivationRenderingMixin:
         """The (2, 3) box outside which the scene holds no density, for ``in_box`` (None: unbounded)."""
         return None
 
-    def render_from_weights(self, ray_bundle: RayBundle, ray_samples: RaySamples, weights: Tensor) -> dict:
-        """Everything after the replaced network: importance sampling, fine pass, renderer."""
+    def render_from_weights(
+        self, ray_bundle: RayBundle, ray_samples: RaySamples, weights: Tensor, fine_samples: int = 0
+    ) -> dict:
+        """Everything after the replaced network: importance sampling from ``weights`` (R, N, 1) on the
+        uniform ``ray_samples``, the final pass and the renderers; ``fine_samples`` K > 0 sets the final
+        pass's sample count (see ``ActivationInferenceConfig.fine_samples``), 0 keeps the model's own."""
         raise NotImplementedError
 
-    def stock_macs_per_ray(self) -> int:
-        """Multiply-adds of the MLPs per ray in the stock pipeline."""
+    @property
+    def replaced_network(self) -> torch.nn.Module:
+        """The network that the activation and grid samplers replace (coarse field, first proposal network)."""
+        raise NotImplementedError
+
+    def stock_weights(self, ray_samples: RaySamples) -> Tensor:
+        """The replaced network's weights (R, N, 1) on the uniform samples, as the stock pipeline computes them."""
+        raise NotImplementedError
+
+    def grid_coordinates(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """Positions (..., 3) in the density grid's unit cube, and the mask (...) of those the replaced
+        network can give density to (see :mod:`nerfinternals.grid`)."""
+        raise NotImplementedError
+
+    def grid_density(self, unit: Tensor, resolution: int) -> Tensor:
+        """The replaced network's density (M,) at unit coordinates (M, 3), the nodes of a ``resolution``^3
+        density grid."""
+        raise NotImplementedError
+
+    def fine_macs_per_ray(self, fine_samples: int = 0) -> int:
+        """Multiply-adds per ray of everything after the replaced network, with ``fine_samples`` (0: stock)."""
         raise NotImplementedError
 
     def skipped_macs_per_ray(self) -> int:
         """Multiply-adds per ray of the network that activation-informed rendering replaces."""
         raise NotImplementedError
+
+    def stock_macs_per_ray(self) -> int:
+        """Multiply-adds of the MLPs per ray in the stock pipeline."""
+        return self.skipped_macs_per_ray() + self.fine_macs_per_ray(0)
 
     # ---- the method --------------------------------------------------------------------------
     def macs_per_ray(
@@ -100,21 +129,30 @@ class ActivationRenderingMixin:
         rendered_fraction: float = 1.0,
         num_samples: int | None = None,
         probed_fraction: float = 1.0,
+        sampler: str | None = None,
+        fine_samples: int = 0,
     ) -> float:
-        """Multiply-adds of the MLPs per ray: the stock pipeline (``layer=None``) or ours.
+        """Multiply-adds of the MLPs per ray, for ``sampler`` (default: "stock" when ``layer`` is None,
+        else "activation").
 
-        Ours = probe x ``probed_fraction`` + (stock - replaced network) x ``rendered_fraction`` (the
-        share of pixels rendered: the gate and ``in_box`` skip some; the probe runs on every pixel
-        the box does not rule out). The probe runs layers 0..l on ``num_samples`` (default N)
-        samples of each pixel (with ``upsample`` on a quarter of the pixels with half the samples).
-        Encodings, hash look-ups and compositing are not counted.
+        estimate x ``probed_fraction`` + final pass x ``rendered_fraction`` (the share of pixels
+        rendered: the gate, ``in_box`` and empty-ray skipping leave some out). The estimate: the
+        replaced network on N samples (stock), nothing (grid: its fill is a one-time cost), or the probe
+        through layers 0..l on ``num_samples`` (default N) samples of each pixel (with ``upsample`` on a
+        quarter of the pixels with half the samples). Encodings, hash look-ups and compositing are not
+        counted.
         """
-        stock = self.stock_macs_per_ray()
-        if layer is None:
-            return float(stock)
-        n = num_samples or self.num_probe_samples
-        probe = internals.probe_macs(self.probe_mlp, layer) * (internals.half(n) / 4 if upsample else n)
-        return float(probe * probed_fraction + (stock - self.skipped_macs_per_ray()) * rendered_fraction)
+        sampler = sampler or ("stock" if layer is None else "activation")
+        if sampler == "stock":
+            estimate = float(self.skipped_macs_per_ray())
+        elif sampler == "grid":
+            estimate = 0.0
+        else:
+            n = num_samples or self.num_probe_samples
+            estimate = internals.probe_macs(self.probe_mlp, layer) * (
+                internals.half(n) / 4 if upsample else n
+            )
+        return float(estimate * probed_fraction + self.fine_macs_per_ray(fine_samples) * rendered_fraction)
 
     # ---- the inference setting ---------------------------------------------------------------
     def inference_settings(self) -> dict:
@@ -159,17 +197,10 @@ class ActivationRenderingMixin:
                 collider.stock_reset_near_plane = collider.reset_near_plane
             collider.reset_near_plane = collider.stock_reset_near_plane and not self.config.keep_near_plane
 
-    def probe_kwargs(self) -> dict:
-        """The configured probe as keyword arguments of :meth:`render_with_activations`."""
-        c = self.config
-        return {
-            "layer": c.probe_layer,
-            "fct": c.probe_fct,
-            "upsample": c.probe_upsample,
-            "gate": c.probe_gate,
-            "n_probe": c.probe_samples or None,
-            "in_box": c.probe_in_box,
-        }
+    def render_kwargs(self, settings: dict | None = None) -> dict:
+        """An inference setting (default: the current one) as keyword arguments of :meth:`render_sampled`."""
+        c = settings or self.inference_settings()
+        return render_kwargs(c)
 
     def render_stock(self, camera_ray_bundle: RayBundle) -> dict[str, Tensor]:
         """The stock pipeline over an (H, W) bundle (nerfstudio's ``get_outputs_for_camera_ray_bundle``),
@@ -177,19 +208,23 @@ class ActivationRenderingMixin:
         self._apply_near_plane()
         return super().get_outputs_for_camera_ray_bundle(camera_ray_bundle)
 
+    def render_setting(self, camera_ray_bundle: RayBundle, settings: dict | None = None) -> dict[str, Tensor]:
+        """Render an (H, W) bundle with an inference setting (default: the current one), at its precision's
+        arithmetic but without the scope (the caller's): the stock sampler at the model's own budget
+        without skipping is nerfstudio's own pipeline, everything else :meth:`render_sampled`."""
+        c = settings or self.inference_settings()
+        if c["inference_sampler"] == "stock" and not c["fine_samples"] and not c["skip_empty"]:
+            return self.render_stock(camera_ray_bundle)
+        outputs, self.last_stage_times = self.render_sampled(camera_ray_bundle, **render_kwargs(c))
+        return outputs
+
     def get_outputs_for_camera_ray_bundle(self, camera_ray_bundle: RayBundle) -> dict[str, Tensor]:
         """nerfstudio's whole-camera render. Not training: the inference setting's sampler at its precision,
         with the stock model's output names as well (NeRF: ``rgb_fine`` and ``rgb`` alike)."""
         if self.training:
             return super().get_outputs_for_camera_ray_bundle(camera_ray_bundle)
-        c = self.config
-        with precision_scope(c.precision, self.device):
-            if c.inference_sampler == "activation":
-                outputs, self.last_stage_times = self.render_with_activations(
-                    camera_ray_bundle, **self.probe_kwargs()
-                )
-            else:
-                outputs = self.render_stock(camera_ray_bundle)
+        with precision_scope(self.config.precision, self.device):
+            outputs = self.render_setting(camera_ray_bundle)
         return self.with_output_aliases(as_float32(outputs))
 
     def with_output_aliases(self, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -363,6 +398,25 @@ class ActivationRenderingMixin:
         images["gate_mask"] = mask.view(height, width, 1).to(device)
         return images
 
+    # ---- the density grid ----------------------------------------------------------------------
+    def density_grid(self, resolution: int) -> DensityGrid:
+        """The replaced network's density on a ``resolution``^3 grid (:mod:`nerfinternals.grid`), filled on
+        first use and kept while that network's parameters are unchanged (refilled after a training step)."""
+        params = list(self.replaced_network.parameters())
+        key = (str(self.device), tuple(p.data_ptr() for p in params), tuple(p._version for p in params))
+        cache = self.__dict__.setdefault("_density_grids", {})
+        if resolution not in cache or cache[resolution][0] != key:
+            density_at = functools.partial(self.grid_density, resolution=resolution)
+            cache[resolution] = (key, DensityGrid(density_at, resolution, self.device))
+        return cache[resolution][1]
+
+    def grid_weights(self, ray_samples: RaySamples, grid: DensityGrid) -> Tensor:
+        """Unnormalised weights (R, N, 1) of the grid's density on ``ray_samples``."""
+        unit, inside = self.grid_coordinates(ray_samples.frustums.get_positions())
+        density = grid.density(unit) * inside
+        return torch.nan_to_num(ray_samples.get_weights(density[..., None]), nan=0.0)
+
+    # ---- rendering ---------------------------------------------------------------------------
     @torch.inference_mode()
     def render_with_activations(
         self,
@@ -374,12 +428,53 @@ class ActivationRenderingMixin:
         threshold: float | None = None,
         n_probe: int | None = None,
         in_box: bool = False,
+        **options,
     ) -> tuple[dict[str, Tensor], dict[str, float]]:
-        """Render an (H, W) camera ray bundle with activation-informed sampling.
+        """:meth:`render_sampled` with the activation sampler (the paper's method)."""
+        return self.render_sampled(
+            camera_ray_bundle,
+            "activation",
+            layer,
+            fct,
+            upsample=upsample,
+            gate=gate,
+            threshold=threshold,
+            n_probe=n_probe,
+            in_box=in_box,
+            **options,
+        )
+
+    @torch.inference_mode()
+    def render_sampled(
+        self,
+        camera_ray_bundle: RayBundle,
+        sampler: str = "activation",
+        layer: int = 1,
+        fct: str = "std_half",
+        upsample: bool = False,
+        gate: bool = False,
+        threshold: float | None = None,
+        n_probe: int | None = None,
+        in_box: bool = False,
+        fine_samples: int = 0,
+        skip_empty: bool = False,
+        empty_threshold: float = 1e-3,
+        grid_resolution: int = 64,
+        stage_times: bool = True,
+    ) -> tuple[dict[str, Tensor], dict[str, float]]:
+        """Render an (H, W) camera ray bundle: estimate, skip, sample, render.
+
+        Per ray, an estimate gives weights on the N uniform samples the replaced network would have seen;
+        rays it finds empty are skipped (``skip_empty``); K importance samples are drawn from the weights
+        and the final pass renders them.
 
         Args:
             camera_ray_bundle: rays of shape (H, W).
-            layer: probed layer (0-based).
+            sampler: the estimate. "activation": layer ``layer``'s activations through ``fct`` (the
+                paper); "grid": the replaced network's density on a ``grid_resolution``^3 grid;
+                "hybrid": the activation estimate, with the grid deciding which rays are empty (the probe
+                runs only on the others); "stock": the replaced network itself.
+            layer: probed layer (0-based); activation and hybrid.
             fct: transform name, one of :data:`nerfinternals.internals.TRANSFORMS`.
             upsample: probe every 2nd pixel per axis with N/2 samples and upsample the volume.
             gate: first compute the activation map V_l (per-pixel mean of v over the ray's samples;
@@ -392,22 +487,35 @@ class ActivationRenderingMixin:
             n_probe: the probe evaluates this many uniform samples per ray (default: N, the replaced
                 network's count); v is linearly interpolated along the ray onto the N samples.
             in_box: place the N uniform samples (and the probe's) on the ray's segment inside the scene
-                box; rays that miss it are not rendered (background), like gated pixels.
+                box; rays that miss it are not rendered (background), like gated pixels. Not for stock.
+            fine_samples: K, the final pass's samples per ray (0: the model's own; see
+                ``ActivationInferenceConfig.fine_samples``).
+            skip_empty: rays whose estimate accumulates less than ``empty_threshold`` along the ray take
+                the background colour without a final pass (0 skips none: the render is unchanged).
+            stage_times: time the stages (synchronising on CUDA between them); False times nothing.
 
         Returns:
-            outputs (each (H, W, C); with ``gate`` or ``in_box`` also ``"gate_mask"`` (H, W, 1) bool, True
-            where rendered; with ``gate`` ``"activation_map"`` (H, W, 1)) and stage times ``{"t_act",
-            "t_coarse", "t_fine"}`` in seconds (the gate's map and the box test count to ``t_act``).
+            outputs (each (H, W, C); with ``gate``, ``in_box`` or ``skip_empty`` also ``"gate_mask"``
+            (H, W, 1) bool, True where rendered; with ``gate`` ``"activation_map"`` (H, W, 1)) and stage
+            times ``{"t_act", "t_coarse", "t_fine"}`` in seconds: the estimate (the stock sampler's
+            under ``t_coarse``; the gate's map and the box test count to ``t_act``) and the rest.
         """
-        internals.check_probe_layer(self.probe_mlp, layer)
+        inference.check_sampler(sampler)
+        probing = sampler in ("activation", "hybrid")
+        if probing:
+            internals.check_probe_layer(self.probe_mlp, layer)
+        upsample, gate = upsample and probing, gate and probing
         self._apply_near_plane()
         height, width = camera_ray_bundle.shape
         n = self.num_probe_samples
         n_probe = None if n_probe == n else n_probe
-        in_box = in_box and self.probe_box() is not None
-        timer = StageTimer(self.device)
-        probed = mask = act_map = index = None
-        with timer.stage("t_act"):
+        in_box = in_box and sampler != "stock" and self.probe_box() is not None
+        timer = StageTimer(self.device, enabled=stage_times)
+        estimate_stage = "t_coarse" if sampler == "stock" else "t_act"
+        probed = mask = act_map = index = grid = None
+        with timer.stage(estimate_stage):
+            if sampler == "grid" or (sampler == "hybrid" and skip_empty):
+                grid = self.density_grid(grid_resolution)
             if in_box:
                 mask = self._box_mask(camera_ray_bundle)
             if upsample:
@@ -423,27 +531,84 @@ class ActivationRenderingMixin:
             if mask is not None:
                 index = mask.reshape(-1).nonzero().squeeze(-1)
 
+        def activations(rays: RayBundle, samples: RaySamples, rows: slice | Tensor) -> Tensor:
+            """v (R, N) of the probe for ``rays`` (their uniform ``samples``, rows of the probed volume)."""
+            if probed is not None:
+                return probed[rows].to(self.device)
+            if n_probe is None:
+                return internals.activation_feature(self.probe_mlp, self.probe_inputs(samples), layer)
+            return self.activation_volume(rays, layer, n, n_probe)
+
         outputs: dict[str, list[Tensor]] = defaultdict(list)
+        kept: list[Tensor] = []
         for start, end, rays in self._chunks(camera_ray_bundle, index, in_box):
-            with timer.stage("t_act"):
+            rows = slice(start, end) if index is None else index[start:end]
+            with timer.stage(estimate_stage):
                 samples = self.probe_samples(rays, n)
-                if probed is not None:
-                    rows = slice(start, end) if index is None else index[start:end]
-                    v = probed[rows].to(self.device)
-                elif n_probe is None:
-                    v = internals.activation_feature(self.probe_mlp, self.probe_inputs(samples), layer)
+                if sampler == "stock":
+                    weights = self.stock_weights(samples)  # unnormalised into the PDF sampler, as stock
+                elif sampler == "grid" or grid is not None:
+                    weights = self.grid_weights(samples, grid)
                 else:
-                    v = self.activation_volume(rays, layer, n, n_probe)
-                weights = self.estimate_weights(samples, v, fct)
+                    v = activations(rays, samples, rows)
+                    weights = samples.get_weights(self.estimate_density(samples, v, fct)[..., None])
+                keep = None
+                if skip_empty:
+                    keep = torch.nan_to_num(weights.sum(dim=(-2, -1)), nan=0.0) >= empty_threshold
+                    kept.append(keep.to(camera_ray_bundle.origins.device))
+                    if bool(keep.all()):
+                        keep = None
+                    else:
+                        # new samples of the kept rays (same positions: the samplers are deterministic
+                        # at eval), since samples carry a spacing function of all the chunk's rays
+                        rays, weights = rays[keep], weights[keep]
+                        samples = self.probe_samples(rays, n)
+                        rows = (
+                            torch.arange(start, end, device=keep.device)[keep]
+                            if index is None
+                            else rows[keep]
+                        )
+                if sampler == "hybrid" and grid is not None and len(rays):
+                    v = activations(rays, samples, rows)
+                    weights = samples.get_weights(self.estimate_density(samples, v, fct)[..., None])
+                if sampler != "stock":
+                    weights = internals.normalise_weights(weights)
             with timer.stage("t_fine"):
-                chunk_out = self.render_from_weights(rays, samples, weights)
+                chunk_out = self._render_kept(rays, samples, weights, keep, fine_samples)
             for name, value in chunk_out.items():
                 outputs[name].append(value.to(camera_ray_bundle.origins.device))
         images = self._assemble(outputs, (height, width), mask, camera_ray_bundle.origins.device)
+        if skip_empty:
+            rendered = torch.cat(kept) if kept else torch.zeros(0, dtype=torch.bool)
+            if index is not None:
+                full = torch.zeros(height * width, dtype=torch.bool, device=rendered.device)
+                full[index.to(rendered.device)] = rendered
+                rendered = full
+            images["gate_mask"] = rendered.view(height, width, 1)
         if act_map is not None:
             images["activation_map"] = act_map.view(height, width, 1).to(camera_ray_bundle.origins.device)
-        times = {"t_act": timer.totals["t_act"], "t_coarse": 0.0, "t_fine": timer.totals["t_fine"]}
+        times = {name: timer.totals[name] for name in ("t_act", "t_coarse", "t_fine")}
         return images, times
+
+    def _render_kept(
+        self, rays: RayBundle, samples: RaySamples, weights: Tensor, keep: Tensor | None, fine_samples: int
+    ) -> dict[str, Tensor]:
+        """The final pass for the kept rays of a chunk (``keep`` None: all of them); the others take the
+        background colour (``rgb``) and 0 (accumulation, depth)."""
+        if keep is None:
+            return self.render_from_weights(rays, samples, weights, fine_samples)
+        rendered = self.render_from_weights(rays, samples, weights, fine_samples) if len(rays) else {}
+        out = {}
+        for name, channels in self._GATE_EMPTY.items():
+            value = rendered.get(name)
+            full = torch.zeros(len(keep), channels, device=self.device)
+            if name == "rgb":
+                full[:] = self.background_rgb().to(full)
+            if value is not None:
+                full = full.to(value.dtype)
+                full[keep] = value.reshape(-1, channels)
+            out[name] = full
+        return out
 
     @torch.inference_mode()
     def render_gated(

@@ -48,6 +48,10 @@ class ProbedDensityField:
         p, _ = self.normalized_positions(positions)
         return self.encode(p.view(-1, 3)).view(*p.shape[:-1], -1).to(p)
 
+    def density_from_unit(self, unit: Tensor) -> Tensor:
+        """Density (M,) at normalised positions (M, 3) in [0, 1]^3, as ``get_density`` computes it there."""
+        raise NotImplementedError
+
     def support(self, positions: Tensor) -> Tensor:
         """1 where the field can hold density (inside its box), else 0; shape (...)."""
         return self.normalized_positions(positions)[1].to(positions)
@@ -88,6 +92,9 @@ class MLPDensityField(ProbedDensityField, Field):
     def probe_mlp(self) -> MLP:
         return self.mlp_base
 
+    def density_from_unit(self, unit: Tensor) -> Tensor:
+        return (self.average_init_density * trunc_exp(self.mlp_base(self.encode(unit)))).reshape(-1)
+
     def get_density(self, ray_samples: RaySamples) -> tuple[Tensor, None]:
         positions = ray_samples.frustums.get_positions()
         _, inside = self.normalized_positions(positions)
@@ -104,6 +111,13 @@ class ProbedHashMLPDensityField(ProbedDensityField, HashMLPDensityField):
 
     def encode(self, positions01: Tensor) -> Tensor:
         return self.encoding(positions01)
+
+    def density_from_unit(self, unit: Tensor) -> Tensor:
+        if self.use_linear:
+            raw = self.linear(self.encoding(unit).to(unit))
+        else:
+            raw = self.mlp_base(unit).to(unit)
+        return (self.average_init_density * trunc_exp(raw)).reshape(-1)
 
     @property
     def probe_mlp(self) -> MLP:

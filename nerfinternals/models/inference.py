@@ -85,3 +85,20 @@ def check_grid_resolution(resolution: int) -> None:
 def check_empty_threshold(threshold: float) -> None:
     if not threshold >= 0:
         raise ValueError(f"--empty-threshold must be at least 0, got {threshold}")
+
+
+def render_kwargs(settings: dict) -> dict:
+    """An inference setting (its fields by name) as keyword arguments of the models' ``render_sampled``."""
+    return {
+        "sampler": settings["inference_sampler"],
+        "layer": settings["probe_layer"],
+        "fct": settings["probe_fct"],
+        "upsample": settings["probe_upsample"],
+        "gate": settings["probe_gate"],
+        "n_probe": settings["probe_samples"] or None,
+        "in_box": settings["probe_in_box"],
+        "fine_samples": settings["fine_samples"],
+        "skip_empty": settings["skip_empty"],
+        "empty_threshold": settings["empty_threshold"],
+        "grid_resolution": settings["grid_resolution"],
+    }

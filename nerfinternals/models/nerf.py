@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.field_components.mlp import MLP
 from nerfstudio.fields.vanilla_nerf_field import NeRFField
+from nerfstudio.model_components.ray_samplers import PDFSampler
 from nerfstudio.model_components.scene_colliders import NearFarCollider
 from nerfstudio.models.mipnerf import MipNerfModel
 from nerfstudio.models.vanilla_nerf import NeRFModel, VanillaModelConfig
@@ -108,9 +110,55 @@ class _NeRFFamily(ActivationRenderingMixin):
             "depth": self.renderer_depth(weights, ray_samples),
         }
 
-    def render_from_weights(self, ray_bundle: RayBundle, ray_samples: RaySamples, weights: Tensor) -> dict:
-        fine_samples = self.sampler_pdf(ray_bundle, ray_samples, weights)
-        return self._render_fine(self.fine_field, fine_samples)
+    def render_from_weights(
+        self, ray_bundle: RayBundle, ray_samples: RaySamples, weights: Tensor, fine_samples: int = 0
+    ) -> dict:
+        sampler = self.sampler_pdf
+        if (
+            fine_samples
+        ):  # K importance samples, without the uniform originals (NeRF's stock sampler has them)
+            sampler = PDFSampler(
+                num_samples=fine_samples,
+                train_stratified=sampler.train_stratified,
+                single_jitter=sampler.single_jitter,
+                include_original=False,
+                histogram_padding=sampler.histogram_padding,
+            )
+        return self._render_fine(self.fine_field, sampler(ray_bundle, ray_samples, weights))
+
+    def stock_weights(self, ray_samples: RaySamples) -> Tensor:
+        out = self.replaced_network.forward(ray_samples)
+        return ray_samples.get_weights(out[FieldHeadNames.DENSITY])
+
+    def _grid_box(self) -> Tensor:
+        """The box the density grid covers: the scene box, or the NDC cube [-1, 1]^3 with the NDC collider."""
+        if self.config.use_ndc_collider:
+            return torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], device=self.device)
+        return self.scene_box.aabb.to(self.device).float()
+
+    def grid_coordinates(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        lo, hi = self._grid_box()
+        unit = (positions - lo) / (hi - lo)
+        return unit, ((unit >= 0) & (unit <= 1)).all(dim=-1)
+
+    def grid_density(self, unit: Tensor, resolution: int) -> Tensor:
+        lo, hi = self._grid_box()
+        field = self.replaced_network
+        positions = lo + unit * (hi - lo)
+        if field.use_integrated_encoding:  # Mip-NeRF: a Gaussian the size of a grid cell
+            covs = torch.diag_embed(self.grid_cell_variance(resolution).expand_as(positions))
+            encoded = field.position_encoding(positions, covs=covs)
+        else:
+            encoded = field.position_encoding(positions)
+        return field.field_output_density(field.mlp_base(encoded)).reshape(-1)
+
+    GRID_CELL_VARIANCE: float = 1.0 / 12.0
+    """Mip-NeRF's grid: the variance of the Gaussian each node is evaluated as, per axis, in units of the
+    cell size squared (1/12: a uniform distribution over the cell; 0: a point)."""
+
+    def grid_cell_variance(self, resolution: int) -> Tensor:
+        lo, hi = self._grid_box()
+        return ((hi - lo) / (resolution - 1)) ** 2 * self.GRID_CELL_VARIANCE
 
 
 class ActivationNeRFModel(_NeRFFamily, NeRFModel):
@@ -134,10 +182,14 @@ class ActivationNeRFModel(_NeRFFamily, NeRFModel):
     def probe_inputs(self, ray_samples: RaySamples) -> Tensor:
         return self.field_coarse.position_encoding(ray_samples.frustums.get_positions())
 
-    def stock_macs_per_ray(self) -> int:
+    @property
+    def replaced_network(self) -> NeRFField:
+        return self.field_coarse
+
+    def fine_macs_per_ray(self, fine_samples: int = 0) -> int:
         c = self.config
-        fine = c.num_coarse_samples + c.num_importance_samples  # include_original=True
-        return c.num_coarse_samples * linear_macs(self.field_coarse) + fine * linear_macs(self.field_fine)
+        fine = fine_samples or c.num_coarse_samples + c.num_importance_samples  # stock: include_original
+        return fine * linear_macs(self.field_fine)
 
     def skipped_macs_per_ray(self) -> int:
         return self.config.num_coarse_samples * linear_macs(self.field_coarse)
@@ -164,11 +216,12 @@ class ActivationMipNerfModel(_NeRFFamily, MipNerfModel):
         gaussians = ray_samples.frustums.get_gaussian_blob()
         return self.field.position_encoding(gaussians.mean, covs=gaussians.cov)
 
-    def stock_macs_per_ray(self) -> int:
-        c = self.config
-        return (c.num_coarse_samples + c.num_importance_samples) * linear_macs(
-            self.field
-        )  # include_original=False
+    @property
+    def replaced_network(self) -> NeRFField:
+        return self.field  # its coarse pass
+
+    def fine_macs_per_ray(self, fine_samples: int = 0) -> int:
+        return (fine_samples or self.config.num_importance_samples) * linear_macs(self.field)
 
     def skipped_macs_per_ray(self) -> int:
         return self.config.num_coarse_samples * linear_macs(self.field)

@@ -113,19 +113,25 @@ class ActivationNerfactoModel(ActivationRenderingMixin, NerfactoModel):
         # with scene contraction (or NDC) every point of a ray maps into the fields' box
         return None if self.field.spatial_distortion is not None else self.scene_box.aabb
 
-    def render_from_weights(self, ray_bundle: RayBundle, ray_samples: RaySamples, weights: Tensor) -> dict:
+    def fine_counts(self, fine_samples: int = 0) -> tuple[list[int], int]:
+        """Samples per ray of proposal levels 1..n-1 and of the field: stock, or with ``fine_samples`` K the
+        field's K and each later proposal level's stock count scaled by K / (the field's stock count)."""
+        c = self.config
+        later = list(c.num_proposal_samples_per_ray[1 : c.num_proposal_iterations])
+        if not fine_samples:
+            return later, c.num_nerf_samples_per_ray
+        scale = fine_samples / c.num_nerf_samples_per_ray
+        return [max(2, round(k * scale)) for k in later], fine_samples
+
+    def render_from_weights(
+        self, ray_bundle: RayBundle, ray_samples: RaySamples, weights: Tensor, fine_samples: int = 0
+    ) -> dict:
         """Proposal levels 1..n and the field, as ``ProposalNetworkSampler`` and ``get_outputs`` at eval."""
         sampler = self.proposal_sampler
-        n = self.config.num_proposal_iterations
-        for level in range(1, n + 1):
-            is_prop = level < n
-            num = (
-                self.config.num_proposal_samples_per_ray[level]
-                if is_prop
-                else self.config.num_nerf_samples_per_ray
-            )
+        later, field_samples = self.fine_counts(fine_samples)
+        for level, num in enumerate([*later, field_samples], start=1):
             ray_samples = sampler.pdf_sampler(ray_bundle, ray_samples, weights, num_samples=num)
-            if is_prop:
+            if level < self.config.num_proposal_iterations:
                 weights = ray_samples.get_weights(
                     self.density_fns[level](ray_samples.frustums.get_positions())
                 )
@@ -137,13 +143,24 @@ class ActivationNerfactoModel(ActivationRenderingMixin, NerfactoModel):
             "depth": self.renderer_depth(weights=weights, ray_samples=ray_samples),
         }
 
-    def stock_macs_per_ray(self) -> int:
-        c = self.config
-        proposals = sum(
-            c.num_proposal_samples_per_ray[i] * linear_macs(self._proposal_net(i))
-            for i in range(c.num_proposal_iterations)
-        )
-        return proposals + c.num_nerf_samples_per_ray * linear_macs(self.field)
+    @property
+    def replaced_network(self) -> torch.nn.Module:
+        return self._proposal_net(0)
+
+    def stock_weights(self, ray_samples: RaySamples) -> Tensor:
+        return ray_samples.get_weights(self.density_fns[0](ray_samples.frustums.get_positions()))
+
+    def grid_coordinates(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        # the first proposal network's own coordinates: its box, or the contracted ball of radius 2
+        return self._proposal_net(0).normalized_positions(positions)
+
+    def grid_density(self, unit: Tensor, resolution: int) -> Tensor:
+        return self._proposal_net(0).density_from_unit(unit)
+
+    def fine_macs_per_ray(self, fine_samples: int = 0) -> int:
+        later, field_samples = self.fine_counts(fine_samples)
+        proposals = sum(k * linear_macs(self._proposal_net(level)) for level, k in enumerate(later, start=1))
+        return proposals + field_samples * linear_macs(self.field)
 
     def skipped_macs_per_ray(self) -> int:
         return self.config.num_proposal_samples_per_ray[0] * linear_macs(self._proposal_net(0))
