@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from rich.console import Console
@@ -46,6 +47,13 @@ from nerfinternals.common import (
 from nerfinternals.internals import num_probe_layers
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import LPIPS_BACKBONE, image_metrics
+from nerfinternals.models.inference import (
+    check_empty_threshold,
+    check_fine_samples,
+    check_grid_resolution,
+    check_sampler,
+    render_kwargs,
+)
 from nerfinternals.precision import Precision, check_precision, precision_scope
 from nerfinternals.utils import warmup_crop
 
@@ -66,6 +74,16 @@ class ActivationDerivedDensity:
     """Probe every 2nd pixel per axis with half the samples and upsample the activations."""
     gate: bool = False
     """Run importance sampling and the fine pass only for pixels whose mean activation along the ray is below the image mean (the paper's Fig. 3); the others take the background colour. Combines with the activation-informed sampling (and --upsample); stats.json reports the fraction of rays skipped."""
+    sampler: tuple[Literal["activation", "grid", "hybrid", "stock"], ...] = ("activation",)
+    """Estimate(s) to evaluate, each an experiment set: activation (the paper's, every --layer x --fct), grid (the replaced network's density on a --grid-resolution^3 grid, filled once per loaded model: a post hoc density grid), hybrid (activation estimate, the grid decides which rays are empty with --skip-empty), stock (the replaced network itself: with --fine-samples, stock at other budgets)."""
+    fine_samples: tuple[int, ...] = (0,)
+    """Final-pass samples per ray, each an experiment (0: the model's own). NeRF: K importance samples without the 64 uniform originals (stock: 64 + 128); Mip-NeRF: K (stock 128); nerfacto: K field samples (stock 48) and the later proposal stage scaled by K/48."""
+    skip_empty: bool = False
+    """Rays whose estimate accumulates less than --empty-threshold get the background colour without a final pass (grid, hybrid: the grid's accumulation; activation: the estimate's, zero only for an all-zero estimate; stock: the coarse network's)."""
+    empty_threshold: float = 1e-3
+    """--skip-empty: accumulation below which a ray is empty (0: none is)."""
+    grid_resolution: int = 64
+    """Cells per axis of the density grid (grid, hybrid)."""
     probe_samples: int = 0
     """Samples per ray the probe evaluates (0: as many as the replaced network); fewer are linearly interpolated along the ray onto the replaced network's samples."""
     in_box: bool = False
@@ -96,25 +114,50 @@ class ActivationDerivedDensity:
 
 
 def experiment_name(
-    layer: int, upsample: bool, fct: str, gate: bool = False, n_probe: int | None = None, in_box: bool = False
+    layer: int,
+    upsample: bool,
+    fct: str,
+    gate: bool = False,
+    n_probe: int | None = None,
+    in_box: bool = False,
+    sampler: str = "activation",
+    fine_samples: int = 0,
+    skip_empty: bool = False,
+    grid_resolution: int = 64,
+    **_: object,
 ) -> str:
+    """The experiment's folder name: ``layer_LL_ups_U_fct_NAME`` for the activation sampler (``hybridR_``
+    before it for the hybrid), ``gridR`` / ``stock`` for the others, then the options."""
+    if sampler in ("activation", "hybrid"):
+        name = f"layer_{layer:02d}_ups_{int(upsample)}_fct_{fct}" + (f"_n{n_probe}" if n_probe else "")
+        if sampler == "hybrid":
+            name = f"hybrid{grid_resolution}_{name}"
+    else:
+        name = f"grid{grid_resolution}" if sampler == "grid" else "stock"
     return (
-        f"layer_{layer:02d}_ups_{int(upsample)}_fct_{fct}"
-        + (f"_n{n_probe}" if n_probe else "")
-        + ("_box" if in_box else "")
-        + ("_gate" if gate else "")
+        name
+        + ("_box" if in_box and sampler != "stock" else "")
+        + ("_gate" if gate and sampler in ("activation", "hybrid") else "")
+        + (f"_k{fine_samples}" if fine_samples else "")
+        + ("_skip" if skip_empty else "")
     )
 
 
-def experiment_kwargs(layer: int, fct: str, cfg) -> dict:
-    """Keyword arguments of ``render_with_activations`` for one experiment of ``cfg``."""
+def experiment_kwargs(sampler: str, layer: int, fct: str, fine_samples: int, cfg) -> dict:
+    """Keyword arguments of the models' ``render_sampled`` for one experiment of ``cfg``."""
+    probing = sampler in ("activation", "hybrid")
     return {
+        "sampler": sampler,
         "layer": layer,
         "fct": fct,
-        "upsample": cfg.upsample,
-        "gate": cfg.gate,
-        "n_probe": cfg.probe_samples or None,
-        "in_box": cfg.in_box,
+        "upsample": cfg.upsample and probing,
+        "gate": cfg.gate and probing,
+        "n_probe": (cfg.probe_samples or None) if probing else None,
+        "in_box": cfg.in_box and sampler != "stock",
+        "fine_samples": fine_samples,
+        "skip_empty": cfg.skip_empty,
+        "empty_threshold": cfg.empty_threshold,
+        "grid_resolution": cfg.grid_resolution,
     }
 
 
@@ -128,15 +171,28 @@ def _check(cfg: ActivationDerivedDensity) -> list[str]:
     check_rescale(cfg.rescale)
     if cfg.probe_samples < 0 or cfg.probe_samples == 1:
         raise InputError(f"--probe-samples must be 0 or at least 2, got {cfg.probe_samples}")
+    if not cfg.sampler:
+        raise InputError("--sampler needs at least one sampler")
+    if not cfg.fine_samples:
+        raise InputError("--fine-samples needs at least one budget (0: the model's own)")
+    try:
+        for sampler in cfg.sampler:
+            check_sampler(sampler)
+        for k in cfg.fine_samples:
+            check_fine_samples(k)
+        check_grid_resolution(cfg.grid_resolution)
+        check_empty_threshold(cfg.empty_threshold)
+    except ValueError as err:
+        raise InputError(str(err)) from None
     return fcts
 
 
 def _experiments(
     cfg: ActivationDerivedDensity, model, method: str, fcts: list[str]
 ) -> list[tuple[str, dict]]:
-    """(name, render_with_activations kwargs) of each experiment; with --auto the chosen one (or none)."""
+    """(name, render_sampled kwargs) of each experiment; with --auto the chosen one (or none)."""
     if cfg.auto:
-        from nerfinternals.auto import auto_settings, render_kwargs
+        from nerfinternals.auto import auto_settings
 
         chosen = auto_settings(
             cfg.load_config,
@@ -148,18 +204,32 @@ def _experiments(
             max_images=cfg.max_images,
             console=CONSOLE,
         )
-        if chosen["inference_sampler"] == "stock":
+        settings = {**model.inference_settings(), **chosen}
+        if (
+            settings["inference_sampler"] == "stock"
+            and not settings["fine_samples"]
+            and not settings["skip_empty"]
+        ):
             return []
-        kwargs = render_kwargs(chosen)
+        kwargs = render_kwargs(settings)
         return [(experiment_name(**kwargs), kwargs)]
-    n_layers = num_probe_layers(model.probe_mlp)
-    bad = [layer for layer in cfg.layer if not 0 <= layer < n_layers]
-    if bad:
-        raise InputError(
-            f"--layer {bad[0]} is out of range for this {method} model: valid layers are 0..{n_layers - 1}"
+    if any(s in ("activation", "hybrid") for s in cfg.sampler):
+        n_layers = num_probe_layers(model.probe_mlp)
+        bad = [layer for layer in cfg.layer if not 0 <= layer < n_layers]
+        if bad:
+            raise InputError(
+                f"--layer {bad[0]} is out of range for this {method} model: valid layers are 0..{n_layers - 1}"
+            )
+    experiments = []
+    for sampler in cfg.sampler:
+        probes = (
+            [(layer, f) for layer in cfg.layer for f in fcts] if sampler in ("activation", "hybrid") else None
         )
-    experiments = [experiment_kwargs(layer, f, cfg) for layer in cfg.layer for f in fcts]
-    return [(experiment_name(**kwargs), kwargs) for kwargs in experiments]
+        for k in cfg.fine_samples:
+            for layer, f in probes or [(cfg.layer[0], fcts[0])]:
+                experiments.append(experiment_kwargs(sampler, layer, f, k, cfg))
+    named = {experiment_name(**kwargs): kwargs for kwargs in experiments}
+    return list(named.items())
 
 
 def evaluate(cfg: ActivationDerivedDensity) -> dict:
@@ -188,9 +258,10 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
 
     per_image: list[dict] = []
     views = eval_views(model, loader, num_images, cfg.rescale)
-    with torch.inference_mode(), precision_scope(cfg.precision, model.device):
+    with torch.inference_mode():
         first = next(views)
-        _warm_up(model, first[1], experiments, cfg)
+        with precision_scope(cfg.precision, model.device):
+            _warm_up(model, first[1], experiments, cfg)
         total = num_images * (len(experiments) + int(cfg.run_normal))
         progress = progress_bar(CONSOLE)
         with progress:
@@ -210,12 +281,23 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
 
 
 def _warm_up(model, bundle, experiments, cfg) -> None:
-    """Run each path once on a small crop so that one-time costs stay out of the timings."""
+    """Run each path once on a small crop so that one-time costs (and the density grid's fill, reported
+    on its own) stay out of the timings."""
     crop = warmup_crop(bundle)
     if cfg.run_normal:
         model.render_stock(crop)
     for _, kwargs in experiments:
-        model.render_with_activations(crop, **kwargs)
+        model.render_sampled(crop, **kwargs)
+
+
+def _render(model, precision: str, fn):
+    """``fn()`` at ``precision`` and its wall time, synchronised at the ends only."""
+
+    def run():
+        with precision_scope(precision, model.device):
+            return fn()
+
+    return timed(model.device, run)
 
 
 def _evaluate_image(model, image_idx, bundle, target, experiments, cfg, out_root, progress, task) -> dict:
@@ -224,17 +306,25 @@ def _evaluate_image(model, image_idx, bundle, target, experiments, cfg, out_root
     stats: dict = {}
     base = None
     if cfg.run_normal:
-        outputs, t = timed(device, lambda: model.render_stock(bundle))
+        outputs, t = _render(model, cfg.precision, lambda: model.render_stock(bundle))
         rgb = rgb_output(outputs).float().to(device)
         base = {"t": t, "metrics": image_metrics(rgb, target, model.lpips)}
         stats["base"] = base
         write_png(image_dir / "coarse-to-fine.png", rgb)
         write_png(image_dir / "target.png", target)
         progress.advance(task)
+    # Every render is timed as a whole, synchronised at its ends only. Stage times need a synchronisation
+    # between stages: off CUDA that is free and they come from the timed render; on CUDA from a second one.
+    separate_stages = device.type == "cuda"
     for name, kwargs in experiments:
-        (outputs, stages), t = timed(
-            device, lambda kwargs=kwargs: model.render_with_activations(bundle, **kwargs)
+        (outputs, stages), t = _render(
+            model,
+            cfg.precision,
+            lambda kwargs=kwargs: model.render_sampled(bundle, **kwargs, stage_times=not separate_stages),
         )
+        if separate_stages:
+            with precision_scope(cfg.precision, device):
+                stages = model.render_sampled(bundle, **kwargs, stage_times=True)[1]
         rgb = outputs["rgb"].float().to(device)
         metrics = image_metrics(rgb, target, model.lpips)
         metrics["quantitative"] = stages
@@ -246,7 +336,7 @@ def _evaluate_image(model, image_idx, bundle, target, experiments, cfg, out_root
         if base is not None:
             exp_stats["normal"] = base["metrics"]
             exp_stats["time"].update(t_normal=base["t"], percentage=t / base["t"])
-        if "gate_mask" in outputs:  # --gate and / or --in-box: pixels not rendered
+        if "gate_mask" in outputs:  # --gate, --in-box, --skip-empty: pixels not rendered
             mask = outputs["gate_mask"]
             gate = {"fraction_skipped": 1.0 - float(mask.float().mean()), "rays_rendered": int(mask.sum())}
             gate["rays_total"] = mask.numel()
@@ -276,6 +366,10 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
         },
         "lpips_backbone": LPIPS_BACKBONE,
         "macs_note": "MLP multiply-adds (Linear layers) per image; encodings and compositing not counted",
+        "grids": {
+            str(r): model.density_grid(r).describe()
+            for r in sorted({k["grid_resolution"] for _, k in experiments if _uses_grid(k)})
+        },
         "experiments": {},
     }
 
@@ -303,7 +397,12 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
         if all("gate" in s[name] for s in per_image):
             exp["fraction_skipped"] = mean_or_none([s[name]["gate"]["fraction_skipped"] for s in per_image])
             rendered = 1.0 - exp["fraction_skipped"]
-        probed = 1.0 if kwargs["gate"] or kwargs["upsample"] else rendered
+        # the estimate runs on every pixel not ruled out before it: all of them with the gate or upsampling
+        # (probed first), and with the activation estimate's own skipping (it decides on the estimate); the
+        # in-box rays only (counted as all: at most) when both apply
+        probed = rendered
+        if kwargs["gate"] or kwargs["upsample"] or (kwargs["skip_empty"] and kwargs["sampler"] != "hybrid"):
+            probed = 1.0
         exp["macs"] = (
             model.macs_per_ray(
                 kwargs["layer"],
@@ -311,6 +410,8 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
                 rendered,
                 num_samples=kwargs["n_probe"],
                 probed_fraction=probed,
+                sampler=kwargs["sampler"],
+                fine_samples=kwargs["fine_samples"],
             )
             * pixels
         )
@@ -321,6 +422,10 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
             exp["ssim_delta"] = exp["ssim"] - base["ssim"]
         summary["experiments"][name] = exp
     return summary
+
+
+def _uses_grid(kwargs: dict) -> bool:
+    return kwargs["sampler"] == "grid" or (kwargs["sampler"] == "hybrid" and kwargs["skip_empty"])
 
 
 def _fmt(value, spec: str) -> str:

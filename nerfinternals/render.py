@@ -48,8 +48,8 @@ CONSOLE = Console(width=120)
 class InferenceOptions:
     """The inference setting, added to each nerfstudio sub-command."""
 
-    inference_sampler: Literal["activation", "stock"] = "activation"
-    """activation: skip the coarse (first proposal) network, sample from its layer-l activations; stock: the model's own sampler (what ns-render does)."""
+    inference_sampler: Literal["activation", "stock", "grid", "hybrid"] = "activation"
+    """activation: skip the coarse (first proposal) network, sample from its layer-l activations (the paper); grid: look its density up in a post hoc --grid-resolution^3 grid instead (filled once when the run loads); hybrid: activations place the samples, the grid finds empty rays (--skip-empty True); stock: the model's own sampler (what ns-render does)."""
     layer: int = 1
     """Probed layer, 0-based (1 = the paper's l=2)."""
     fct: int = 1
@@ -62,6 +62,14 @@ class InferenceOptions:
     """Samples per ray the probe evaluates (0: as many as the replaced network; fewer are interpolated along the ray)."""
     in_box: bool = False
     """Place the uniform samples inside the scene box and skip rays that miss it (bounded scenes)."""
+    fine_samples: int = 0
+    """Final-pass samples per ray (0: the model's own). NeRF: K importance samples without the uniform originals (stock 64 + 128); Mip-NeRF: K (stock 128); nerfacto: K field samples (stock 48), the later proposal stage scaled by K/48. Applies to every sampler."""
+    skip_empty: bool = False
+    """Rays whose estimate accumulates less than --empty-threshold get the background colour without a final pass."""
+    empty_threshold: float = 1e-3
+    """--skip-empty: accumulation below which a ray is empty (0: none is)."""
+    grid_resolution: int = 64
+    """Cells per axis of the density grid (grid, hybrid)."""
     keep_near_plane: bool = False
     """Sample from the training near plane (nerfstudio resets it to 0 when not training); also for --inference-sampler stock."""
     precision: Literal["fp32", "tf32", "bf16", "fp16"] = "fp32"
@@ -86,6 +94,10 @@ class InferenceOptions:
             "probe_gate": self.gate,
             "probe_samples": self.probe_samples,
             "probe_in_box": self.in_box,
+            "fine_samples": self.fine_samples,
+            "skip_empty": self.skip_empty,
+            "empty_threshold": self.empty_threshold,
+            "grid_resolution": self.grid_resolution,
             "keep_near_plane": self.keep_near_plane,
             "precision": self.precision,
         }
@@ -133,19 +145,24 @@ def _replaced(owner: object, name: str, value: object) -> Iterator[None]:
 
 def describe(settings: dict) -> str:
     """One line naming an inference setting."""
-    if settings["inference_sampler"] == "stock":
+    sampler = settings["inference_sampler"]
+    if sampler == "stock":
         text = "stock sampler"
+    elif sampler == "grid":
+        text = f"density grid sampler ({settings['grid_resolution']}^3)"
     else:
-        text = f"activation sampler: layer {settings['probe_layer']}, {settings['probe_fct']}"
-        for key, label in (
-            ("probe_upsample", "upsample"),
-            ("probe_gate", "gate"),
-            ("probe_in_box", "in box"),
-        ):
+        text = f"{sampler} sampler: layer {settings['probe_layer']}, {settings['probe_fct']}"
+        for key, label in (("probe_upsample", "upsample"), ("probe_gate", "gate")):
             if settings[key]:
                 text += f", {label}"
         if settings["probe_samples"]:
             text += f", {settings['probe_samples']} probe samples"
+    if settings["probe_in_box"] and sampler != "stock":
+        text += ", in box"
+    if settings["fine_samples"]:
+        text += f", {settings['fine_samples']} fine samples"
+    if settings["skip_empty"]:
+        text += f", empty rays skipped (< {settings['empty_threshold']:g})"
     if settings["keep_near_plane"]:
         text += ", training near plane"
     return f"{text}, {settings['precision']}"
@@ -228,6 +245,14 @@ class _SettingRun:
         CONSOLE.print(
             f"{config.method_name} ({type(model).__name__}, step {step}) on {model.device}: {describe(settings)}"
         )
+        if settings["inference_sampler"] == "grid" or (
+            settings["inference_sampler"] == "hybrid" and settings["skip_empty"]
+        ):
+            grid = model.density_grid(settings["grid_resolution"]).describe()
+            CONSOLE.print(
+                f"density grid {grid['resolution']}^3 filled in {grid['fill_seconds']:.2f} s "
+                f"({grid['evaluations']} evaluations of the replaced network, {grid['megabytes']:.1f} MB)"
+            )
         return config, pipeline, ckpt, step
 
     @contextlib.contextmanager
