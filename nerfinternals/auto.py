@@ -1,17 +1,19 @@
-"""``--auto``: the fastest activation-informed configuration within a PSNR budget, chosen on a run's val images.
+"""``--auto``: the fastest configuration of the product within a PSNR budget, chosen on a run's val images.
 
-Every candidate configuration of ours (:func:`candidates`) and the stock sampler render the run's
-val images (``test_mode="val"``) in one process, at the precision, resolution and near plane asked
-for; the fastest candidate (total synchronised wall time, after a warm-up) whose mean PSNR is at
-least stock's minus the budget is chosen. If none is, the choice is the stock sampler. The choice,
-every candidate's figures and why are written to ``<run dir>/nerfinternals_auto.json``, which later
-``--auto`` calls (``eval.py``, ``ns-internals-render``) reuse while the checkpoint, budget,
-precision and near-plane setting match.
+Every candidate configuration (:func:`candidates`: samplers x final-pass budgets x the probe and skipping
+options) and the stock sampler render the run's val images (``test_mode="val"``) in one process, at the
+precision, resolution and near plane asked for; the fastest candidate (total synchronised wall time,
+after a warm-up) whose mean PSNR is at least stock's minus the budget is chosen. If none is, the choice is
+the stock sampler. The choice, every candidate's figures and why are written to
+``<run dir>/nerfinternals_auto.json``, which later ``--auto`` calls (``eval.py``, ``ns-internals-render``)
+reuse only while every one of its :func:`conditions` holds: the same machine and device, rescale,
+precision, budget, near plane, and the same config and checkpoint contents.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -25,59 +27,140 @@ from nerfinternals.internals import FCT_NAMES, num_probe_layers
 from nerfinternals.loading import InputError, checkpoint_path, load_pipeline, read_config
 from nerfinternals.metrics import image_metrics
 from nerfinternals.precision import precision_scope
-from nerfinternals.utils import warmup_crop
+from nerfinternals.utils import machine_name, warmup_crop
 
 AUTO_FILE = "nerfinternals_auto.json"
 
-PROBE_FIELDS = ("probe_layer", "probe_fct", "probe_upsample", "probe_gate", "probe_samples", "probe_in_box")
-"""The inference-setting fields a choice sets (precision and the near plane are conditions of it)."""
+CHOICE_FIELDS = (
+    "inference_sampler",
+    "probe_layer",
+    "probe_fct",
+    "probe_upsample",
+    "probe_gate",
+    "probe_samples",
+    "probe_in_box",
+    "fine_samples",
+    "skip_empty",
+)
+"""The inference-setting fields a choice sets (precision and the near plane are conditions of it; the grid's
+resolution and the empty threshold are the run's)."""
+
+
+def fine_budgets(model) -> list[int]:
+    """Final-pass budgets ``--auto`` tries: the model's own (0), and 3/4, 1/2 and 1/4 of its importance
+    (nerfacto: field) samples; NeRF also all of them without the uniform originals."""
+    c = model.config
+    count = getattr(c, "num_importance_samples", None) or c.num_nerf_samples_per_ray
+    budgets = [0] + ([count] if hasattr(model, "field_coarse") else [])
+    budgets += [count * 3 // 4, count // 2, count // 4]
+    return list(dict.fromkeys(k for k in budgets if k == 0 or k >= 2))
 
 
 def candidates(model) -> list[dict]:
-    """The configurations ``--auto`` tries: layers 0..2 x the three transforms, each as the paper runs it
-    and with the sampling options of :class:`~nerfinternals.models.base.ActivationInferenceConfig`
-    (half the probe samples; inside the scene box where the model has one; pixel upsampling)."""
+    """The configurations ``--auto`` tries (each a value of every :data:`CHOICE_FIELDS` field):
+
+    - activation at the model's own budget: layers 0..2 x the three transforms, each as the paper runs it
+      and with the sampling options (half the probe samples; inside the scene box where the model has
+      one; pixel upsampling);
+    - activation at each smaller budget, and hybrid (activation samples, the grid's empty rays skipped)
+      at every budget: layers 0..2 x the three transforms;
+    - the density grid at every budget, with and without skipping empty rays, in the box and not;
+    - the stock sampler at every smaller budget, and with skipping at every budget.
+    """
     layers = range(min(3, num_probe_layers(model.probe_mlp)))
     half = model.num_probe_samples // 2
     boxed = model.probe_box() is not None
+    budgets = fine_budgets(model)
+    plain = {
+        "probe_layer": model.config.probe_layer,
+        "probe_fct": model.config.probe_fct,
+        "probe_upsample": False,
+        "probe_gate": False,
+        "probe_samples": 0,
+        "probe_in_box": False,
+        "fine_samples": 0,
+        "skip_empty": False,
+    }
     variants = [
         {},
         {"probe_samples": half},
         {"probe_upsample": True},
         *([{"probe_in_box": True}, {"probe_in_box": True, "probe_samples": half}] if boxed else []),
     ]
-    base = {"probe_upsample": False, "probe_gate": False, "probe_samples": 0, "probe_in_box": False}
-    return [
-        {"inference_sampler": "activation", **base, "probe_layer": layer, "probe_fct": fct, **variant}
-        for layer in layers
-        for fct in FCT_NAMES
-        for variant in variants
+    probes = [{"probe_layer": layer, "probe_fct": fct} for layer in layers for fct in FCT_NAMES]
+    options = [{"inference_sampler": "activation", **p, **v} for p in probes for v in variants]
+    options += [
+        {"inference_sampler": "activation", **p, "fine_samples": k} for k in budgets[1:] for p in probes
     ]
-
-
-def render_kwargs(settings: dict) -> dict:
-    """``render_with_activations`` keyword arguments of an inference setting."""
-    return {
-        "layer": settings["probe_layer"],
-        "fct": settings["probe_fct"],
-        "upsample": settings["probe_upsample"],
-        "gate": settings["probe_gate"],
-        "n_probe": settings["probe_samples"] or None,
-        "in_box": settings["probe_in_box"],
-    }
+    options += [
+        {"inference_sampler": "hybrid", **p, "fine_samples": k, "skip_empty": True}
+        for k in budgets
+        for p in probes
+    ]
+    options += [
+        {"inference_sampler": "grid", "fine_samples": k, "skip_empty": skip, "probe_in_box": box}
+        for k in budgets
+        for skip in (False, True)
+        for box in ((False, True) if boxed else (False,))
+    ]
+    options += [
+        {"inference_sampler": "stock", "fine_samples": k, "skip_empty": skip}
+        for k in budgets
+        for skip in (False, True)
+        if k or skip
+    ]
+    return [{**plain, **option} for option in options]
 
 
 def label(settings: dict) -> str:
-    """A short name of a configuration, e.g. ``l1 std_half n32 box``."""
-    if settings["inference_sampler"] == "stock":
-        return "stock"
-    text = f"l{settings['probe_layer']} {settings['probe_fct']}"
-    if settings["probe_samples"]:
-        text += f" n{settings['probe_samples']}"
+    """A short name of a configuration, e.g. ``l1 std_half n32 box``, ``grid k64 skip``."""
+    sampler = settings["inference_sampler"]
+    if sampler in ("stock", "grid"):
+        text = sampler
+    else:
+        text = (
+            "hybrid " if sampler == "hybrid" else ""
+        ) + f"l{settings['probe_layer']} {settings['probe_fct']}"
+        if settings["probe_samples"]:
+            text += f" n{settings['probe_samples']}"
     for key, tag in (("probe_in_box", "box"), ("probe_upsample", "ups"), ("probe_gate", "gate")):
-        if settings[key]:
+        if settings.get(key) and (sampler != "stock") and (key == "probe_in_box" or sampler != "grid"):
             text += f" {tag}"
+    if settings.get("fine_samples"):
+        text += f" k{settings['fine_samples']}"
+    if settings.get("skip_empty"):
+        text += " skip"
     return text
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def conditions(
+    config_path: Path,
+    max_psnr_drop: float,
+    device: str | None = None,
+    precision: str = "fp32",
+    rescale: float = 1.0,
+    keep_near_plane: bool = False,
+) -> dict:
+    """What a choice depends on: it is reused only while all of these are equal."""
+    resolved = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return {
+        "machine": machine_name(resolved),
+        "device": resolved.type,
+        "rescale": rescale,
+        "precision": precision,
+        "max_psnr_drop": max_psnr_drop,
+        "keep_near_plane": keep_near_plane,
+        "config_sha256": _sha256(Path(config_path)),
+        "checkpoint_sha256": _sha256(checkpoint_path(config_path, read_config(config_path))),
+    }
 
 
 def choose(
@@ -107,25 +190,29 @@ def choose(
     )
 
     def measure(render) -> dict:
+        """Total wall time and mean PSNR of ``render`` on the val images, under the precision scope."""
         times, psnrs = [], []
         for _, bundle, target in views:
-            outputs, t = timed(model.device, lambda bundle=bundle: render(bundle))
+            with precision_scope(precision, model.device):
+                outputs, t = timed(model.device, lambda bundle=bundle: render(bundle))
             rgb = outputs["rgb_fine"] if "rgb_fine" in outputs else outputs["rgb"]
             times.append(t)
             psnrs.append(image_metrics(rgb.float(), target, None)["psnr"])
         return {"t": sum(times), "psnr": mean_or_none(psnrs)}
 
     start = time.perf_counter()
-    with torch.inference_mode(), precision_scope(precision, model.device):
-        bundle = views[0][1]
-        crop = warmup_crop(bundle)
-        model.render_stock(crop)  # warm-up: one-time costs stay out of the timings
+    current = model.inference_settings()
+    with torch.inference_mode():
+        crop = warmup_crop(views[0][1])
+        with precision_scope(precision, model.device):
+            model.render_stock(crop)  # warm-up: one-time costs stay out of the timings
         base = measure(model.render_stock)
         rows = []
         for settings in options:
-            kwargs = render_kwargs(settings)
-            model.render_with_activations(crop, **kwargs)
-            row = measure(lambda b, kwargs=kwargs: model.render_with_activations(b, **kwargs)[0])
+            full = {**current, **settings}
+            with precision_scope(precision, model.device):
+                model.render_setting(crop, full)  # warm-up (fills the density grid once)
+            row = measure(lambda b, full=full: model.render_setting(b, full))
             row.update(
                 settings=settings,
                 time_ratio=row["t"] / base["t"],
@@ -134,7 +221,12 @@ def choose(
             )
             rows.append(row)
     within = [r for r in rows if r["within_budget"]]
-    stock = {"inference_sampler": "stock", **{k: getattr(model.config, k) for k in PROBE_FIELDS}}
+    stock = {
+        **{k: current[k] for k in CHOICE_FIELDS},
+        "inference_sampler": "stock",
+        "fine_samples": 0,
+        "skip_empty": False,
+    }
     if within:
         best = min(within, key=lambda r: r["t"])
         chosen = best["settings"]
@@ -153,14 +245,15 @@ def choose(
     record = {
         "chosen": chosen,
         "reason": reason,
+        "conditions": conditions(
+            config_path, max_psnr_drop, str(model.device), precision, rescale, keep_near_plane
+        ),
         "max_psnr_drop": max_psnr_drop,
         "checkpoint": ckpt.name,
         "step": step,
         "method": config.method_name,
         "device": str(model.device),
-        "precision": precision,
-        "rescale": rescale,
-        "keep_near_plane": keep_near_plane,
+        "grid": {"resolution": current["grid_resolution"], "empty_threshold": current["empty_threshold"]},
         "val_images": len(views),
         "image_shape": list(views[0][1].shape),
         "base": base,
@@ -196,32 +289,38 @@ def _print(record: dict, console: Console) -> None:
 
 
 def auto_settings(
-    config_path: Path, max_psnr_drop: float, console: Console | None = None, **conditions
+    config_path: Path, max_psnr_drop: float, console: Console | None = None, **conditions_
 ) -> dict:
-    """The chosen inference setting (probe fields and ``inference_sampler``): the recorded one when it
-    matches the run's checkpoint, the budget, the precision and the near plane, else chosen now by
-    :func:`choose` (``conditions``: its ``device``, ``precision``, ``rescale``, ``keep_near_plane``,
-    ``max_images``)."""
+    """The chosen inference setting (the :data:`CHOICE_FIELDS`): the recorded one when the record's
+    :func:`conditions` equal this call's (machine and device, rescale, precision, budget, near plane, the
+    config's and the checkpoint's contents), else chosen now by :func:`choose` (``conditions_``: its
+    ``device``, ``precision``, ``rescale``, ``keep_near_plane``, ``max_images``)."""
     console = console or Console()
     if max_psnr_drop < 0:
         raise InputError(f"--max-psnr-drop must be at least 0, got {max_psnr_drop}")
     path = Path(config_path).parent / AUTO_FILE
     if path.is_file():
+        wanted = conditions(
+            config_path, max_psnr_drop, **{k: v for k, v in conditions_.items() if k != "max_images"}
+        )
         try:
             record = json.loads(path.read_text())
-            ckpt = checkpoint_path(config_path, read_config(config_path))
-            fits = (
-                record["checkpoint"] == ckpt.name
-                and record["max_psnr_drop"] == max_psnr_drop
-                and record["precision"] == conditions.get("precision", "fp32")
-                and record["keep_near_plane"] == conditions.get("keep_near_plane", False)
-            )
+            recorded = record["conditions"]
+            fits = recorded == wanted and set(record["chosen"]) == set(CHOICE_FIELDS)
         except (ValueError, KeyError, TypeError):
-            fits = False
+            fits, recorded = False, {}
         if fits:
             console.print(
                 f"--auto: using the choice recorded in {path} ({record['val_images']} val image(s) of "
                 f"{record['image_shape'][1]}x{record['image_shape'][0]} px on {record['device']}): {label(record['chosen'])}"
             )
             return record["chosen"]
-    return choose(config_path, max_psnr_drop, console=console, **conditions)["chosen"]
+        changed = (
+            sorted(k for k in wanted if recorded.get(k) != wanted[k]) if isinstance(recorded, dict) else []
+        )
+        console.print(
+            f"--auto: the record in {path} does not apply here"
+            + (f" ({', '.join(changed)} changed)" if changed else "")
+            + ": choosing again"
+        )
+    return choose(config_path, max_psnr_drop, console=console, **conditions_)["chosen"]

@@ -295,50 +295,77 @@ def test_viewer_serves_the_model_in_the_setting(pipeline, monkeypatch):
     assert torch.equal(outputs["rgb"], expected["rgb"]) and "rgb_coarse" not in outputs
 
 
-def test_auto_chooses_within_the_budget_and_is_reused(home, tmp_path, monkeypatch):
-    """eval.py --auto on a copy of the shipped run: the choice meets the budget on the val images, is
-    recorded in the run folder, and a later eval.py / ns-internals-render --auto uses it."""
-    from nerfinternals import auto
-    from nerfinternals.auto import AUTO_FILE, auto_settings, label, render_kwargs
+def _clone_run(tmp_path: Path) -> Path:
+    """A copy of the shipped run (without earlier eval outputs or --auto record) under tmp_path; returns the
+    folder to run from (the run's paths are relative to it)."""
+    from nerfinternals.auto import AUTO_FILE
     from nerfinternals.demo import DEMO_SCENE, ensure_scene
-    from nerfinternals.eval import ActivationDerivedDensity, evaluate
-
-    every = auto.candidates
-    monkeypatch.setattr(
-        auto, "candidates", lambda model: every(model)[::7]
-    )  # 7 of the 45: seconds, not minutes
 
     copy = tmp_path / "clone"
     shutil.copytree(
         REPO / RUN.parent, copy / RUN.parent, ignore=shutil.ignore_patterns("eval*", "visualize*", AUTO_FILE)
     )
-    monkeypatch.chdir(copy)
+    old = os.getcwd()
+    os.chdir(copy)
+    try:
+        ensure_scene(Path(DEMO_SCENE))
+    finally:
+        os.chdir(old)
+    return copy
+
+
+def _few_candidates(monkeypatch) -> None:
+    """--auto over one candidate of each sampler (seconds, not minutes)."""
+    from nerfinternals import auto
+
+    every = auto.candidates
+
+    def few(model):
+        options = every(model)
+        picked = {}
+        for c in options:  # the first of each sampler, and the first with each budget and skipping
+            picked.setdefault((c["inference_sampler"], c["fine_samples"] > 0, c["skip_empty"]), c)
+        return list(picked.values())
+
+    monkeypatch.setattr(auto, "candidates", few)
+
+
+def test_auto_chooses_within_the_budget_and_is_reused(home, tmp_path, monkeypatch):
+    """eval.py --auto on a copy of the shipped run: the choice meets the budget on the val images, is
+    recorded in the run folder, and a later eval.py / ns-internals-render --auto uses it."""
+    from nerfinternals.auto import AUTO_FILE, CHOICE_FIELDS, auto_settings
+    from nerfinternals.eval import ActivationDerivedDensity, evaluate
+
+    _few_candidates(monkeypatch)
+    monkeypatch.chdir(_clone_run(tmp_path))
     monkeypatch.setenv("TORCH_HOME", str(home))
-    ensure_scene(Path(DEMO_SCENE))
     budget = 0.5
     summary = evaluate(
         ActivationDerivedDensity(load_config=RUN, auto=True, max_psnr_drop=budget, max_images=1, device="cpu")
     )
     record = json.loads((RUN.parent / AUTO_FILE).read_text())
     chosen = record["chosen"]
+    assert set(chosen) == set(CHOICE_FIELDS)
     assert record["max_psnr_drop"] == budget and record["val_images"] == 1 and record["reason"]
-    assert len(record["candidates"]) == 7
-    # independently: the choice's PSNR on the val image is within the budget of stock's
+    assert {c["settings"]["inference_sampler"] for c in record["candidates"]} == {
+        "activation",
+        "hybrid",
+        "grid",
+        "stock",
+    }
+    # independently: the choice's PSNR on the val image against nerfstudio's own stock render of it
     _, val, _, _ = load_pipeline(RUN, device="cpu", test_mode="val")
     ((_, bundle, target),) = list(eval_views(val.model, val.datamanager.fixed_indices_eval_dataloader, 1))
     stock = image_metrics(val.model.render_stock(bundle)["rgb_fine"], target, None)["psnr"]
-    if chosen["inference_sampler"] == "activation":
-        ours = val.model.render_with_activations(bundle, **render_kwargs(chosen))[0]["rgb"]
+    if chosen["inference_sampler"] != "stock" or chosen["fine_samples"] or chosen["skip_empty"]:
+        val.model.set_inference(**chosen)
+        ours = val.model.get_outputs_for_camera_ray_bundle(bundle)["rgb"]
         assert image_metrics(ours, target, None)["psnr"] >= stock - budget - 1e-4
-        assert [r for r in record["candidates"] if r["settings"] == chosen][0]["within_budget"]
         (experiment,) = summary["experiments"].values()  # eval.py evaluated the choice on the test images
-        assert experiment["render"] == render_kwargs(chosen)
+        assert experiment["render"]["sampler"] == chosen["inference_sampler"]
+        assert experiment["render"]["fine_samples"] == chosen["fine_samples"]
     else:
         assert all(not r["within_budget"] for r in record["candidates"]) and not summary["experiments"]
-    # the fastest of those within the budget
-    within = [r for r in record["candidates"] if r["within_budget"]]
-    if within:
-        assert chosen == min(within, key=lambda r: r["t"])["settings"]
     # reused, not measured again
     monkeypatch.setattr(
         "nerfinternals.auto.choose", lambda *a, **k: pytest.fail("the recorded choice is not reused")
@@ -348,23 +375,92 @@ def test_auto_chooses_within_the_budget_and_is_reused(home, tmp_path, monkeypatc
         render.Interpolate(load_config=RUN, auto=True, max_psnr_drop=budget, device="cpu")
     )
     settings = run.settings()
-    assert {k: settings[k] for k in chosen} == chosen and label(chosen) in label(settings)
+    assert {k: settings[k] for k in chosen} == chosen
     with pytest.raises(InputError, match="--max-psnr-drop must be at least 0"):
         auto_settings(RUN, -1.0)
 
 
-def test_auto_candidates_cover_layers_transforms_and_sampling_options(models):
-    from nerfinternals.auto import candidates, label
+def test_auto_record_is_reused_only_under_the_same_conditions(home, tmp_path, monkeypatch):
+    """Each condition of a recorded choice, changed alone, makes --auto choose again: device (and machine),
+    rescale, precision, budget, near plane, the config's and the checkpoint's contents."""
+    from nerfinternals import auto
 
-    nerf = candidates(models("nerf"))  # 4 probe-able layers: 0..2 are tried
-    assert len(nerf) == 3 * 3 * 5 and len({label(c) for c in nerf}) == len(nerf)
-    assert {c["probe_layer"] for c in nerf} == {0, 1, 2}
-    assert {label(c) for c in nerf if c["probe_layer"] == 1 and c["probe_fct"] == "std"} == {
+    _few_candidates(monkeypatch)
+    monkeypatch.chdir(_clone_run(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    asked = dict(device="cpu", precision="fp32", rescale=0.5, keep_near_plane=False, max_images=1)
+    auto.auto_settings(RUN, 0.3, **asked)  # chooses and records
+    record_path = RUN.parent / auto.AUTO_FILE
+    recorded = record_path.read_text()
+    calls = []
+    monkeypatch.setattr(
+        auto, "choose", lambda *a, **k: calls.append(k) or {"chosen": {"inference_sampler": "x"}}
+    )
+
+    def chooses_again(budget=0.3, **changes) -> bool:
+        calls.clear()
+        auto.auto_settings(RUN, budget, **{**asked, **changes})
+        return bool(calls)
+
+    assert not chooses_again()  # same conditions: reused
+    assert chooses_again(rescale=1.0)
+    assert chooses_again(precision="bf16")
+    assert chooses_again(budget=0.2)
+    assert chooses_again(keep_near_plane=True)
+    # another device or machine: the record says where it was measured
+    data = json.loads(recorded)
+    for key, value in (("device", "cuda"), ("machine", "NVIDIA H200")):
+        record_path.write_text(json.dumps({**data, "conditions": {**data["conditions"], key: value}}))
+        assert chooses_again()
+    record_path.write_text(recorded)
+    assert not chooses_again()
+    # the config's content (same checkpoint name, other settings)
+    config = RUN.read_text()
+    RUN.write_text(config + "\n# edited\n")
+    assert chooses_again()
+    RUN.write_text(config)
+    assert not chooses_again()
+    # the checkpoint's content (same file name and step, other weights)
+    (ckpt,) = (RUN.parent / "nerfstudio_models").glob("step-*.ckpt")
+    data = bytearray(ckpt.read_bytes())
+    data[-1] ^= 0xFF
+    ckpt.write_bytes(bytes(data))
+    assert chooses_again()
+    # an old record without conditions (an earlier version of the file)
+    ckpt.write_bytes(bytes(data[:-1] + bytes([data[-1] ^ 0xFF])))
+    old = json.loads(recorded)
+    del old["conditions"]
+    record_path.write_text(json.dumps(old))
+    assert chooses_again()
+
+
+def test_auto_candidates_cover_samplers_budgets_and_options(models):
+    from nerfinternals.auto import CHOICE_FIELDS, candidates, fine_budgets, label
+
+    nerf = candidates(models("nerf"))  # 4 probe-able layers: 0..2 are tried; 8 + 8 samples
+    assert all(set(c) == set(CHOICE_FIELDS) for c in nerf)
+    assert len({label(c) for c in nerf}) == len(nerf)  # no candidate twice
+    assert fine_budgets(models("nerf")) == [0, 8, 6, 4, 2]  # stock (8 + 8), 8 importance only, 3/4, 1/2, 1/4
+    assert fine_budgets(models("nerfacto")) == [0, 6, 4, 2]  # 8 field samples
+    ours_at_stock = [c for c in nerf if c["inference_sampler"] == "activation" and not c["fine_samples"]]
+    assert {c["probe_layer"] for c in ours_at_stock} == {0, 1, 2}
+    assert {label(c) for c in ours_at_stock if c["probe_layer"] == 1 and c["probe_fct"] == "std"} == {
         "l1 std",
         "l1 std n4",
         "l1 std ups",
         "l1 std box",
         "l1 std n4 box",
     }
+    by_sampler = {
+        s: [c for c in nerf if c["inference_sampler"] == s] for s in ("activation", "hybrid", "grid", "stock")
+    }
+    assert {c["fine_samples"] for c in by_sampler["activation"]} == {0, 8, 6, 4, 2}
+    assert all(c["skip_empty"] for c in by_sampler["hybrid"]) and len(by_sampler["hybrid"]) == 5 * 9
+    assert {(c["fine_samples"], c["skip_empty"], c["probe_in_box"]) for c in by_sampler["grid"]} == {
+        (k, skip, box) for k in (0, 8, 6, 4, 2) for skip in (False, True) for box in (False, True)
+    }
+    # stock at its own budget without skipping is the reference, not a candidate
+    assert not [c for c in by_sampler["stock"] if not c["fine_samples"] and not c["skip_empty"]]
+    assert len(by_sampler["stock"]) == 2 * 5 - 1
     # no scene box (scene contraction): no in-box candidates
     assert not any(c["probe_in_box"] for c in candidates(models("nerfacto")))

@@ -123,7 +123,7 @@ class _NeRFFamily(ActivationRenderingMixin):
                 single_jitter=sampler.single_jitter,
                 include_original=False,
                 histogram_padding=sampler.histogram_padding,
-            )
+            ).train(sampler.training)
         return self._render_fine(self.fine_field, sampler(ray_bundle, ray_samples, weights))
 
     def stock_weights(self, ray_samples: RaySamples) -> Tensor:
