@@ -4,7 +4,9 @@
 Multiply-adds count only the Linear layers; this measures the rest. For one eval image of a run:
 the uniform samples, their encoding as the probed MLP sees it, the activation feature v at each
 layer (the truncated forward), the full probed MLP, and the stock render of the whole image.
-Median of ``--repeats`` runs after a warm-up, synchronised on CUDA.
+Like the renders, the probe stages run on chunks of the model's ``eval_num_rays_per_chunk`` rays;
+a stage's time is the sum over the chunks of its median of ``--repeats`` runs after a warm-up,
+synchronised on CUDA.
 
     python -m benchmarks.probe_cost --load-config outputs/demo/spheres/activation-mipnerf/run/config.yml
 """
@@ -48,6 +50,22 @@ def _median_time(device: torch.device, fn, repeats: int):
     return result, statistics.median(times)
 
 
+def _chunk_times(model, rays, repeats: int) -> dict[str, float]:
+    """Median seconds of each probe stage on one chunk of collided rays."""
+    device, n, mlp = model.device, model.num_probe_samples, model.probe_mlp
+    times: dict[str, float] = {}
+    samples, times[f"uniform samples ({n} per ray)"] = _median_time(
+        device, lambda: model.probe_samples(rays, n), repeats
+    )
+    x, times["encoding of the samples"] = _median_time(device, lambda: model.probe_inputs(samples), repeats)
+    for layer in range(num_probe_layers(mlp)):
+        _, times[f"v at layer {layer} (layers 0..{layer})"] = _median_time(
+            device, lambda layer=layer: activation_feature(mlp, x, layer), repeats
+        )
+    _, times[f"full probed MLP ({len(mlp.layers)} layers)"] = _median_time(device, lambda: mlp(x), repeats)
+    return times
+
+
 def measure(cfg: ProbeCost) -> dict[str, float]:
     """Seconds per stage for all rays of the image: ``{stage name: median time}``."""
     if cfg.repeats < 1:
@@ -62,30 +80,16 @@ def measure(cfg: ProbeCost) -> dict[str, float]:
     check_rescale(cfg.rescale)
     bundle = [b for i, (_, b, _) in enumerate(eval_views(model, loader, cfg.image_idx + 1, cfg.rescale))][-1]
     device = model.device
-    rays = bundle.flatten().to(device)
-    if model.collider is not None:
-        rays = model.collider(rays)
-    n = model.num_probe_samples
-    mlp = model.probe_mlp
     times: dict[str, float] = {}
     with torch.inference_mode():
-        samples, times[f"uniform samples ({n} per ray)"] = _median_time(
-            device, lambda: model.probe_samples(rays, n), cfg.repeats
-        )
-        x, times["encoding of the samples"] = _median_time(
-            device, lambda: model.probe_inputs(samples), cfg.repeats
-        )
-        for layer in range(num_probe_layers(mlp)):
-            _, times[f"v at layer {layer} (layers 0..{layer})"] = _median_time(
-                device, lambda layer=layer: activation_feature(mlp, x, layer), cfg.repeats
-            )
-        _, times[f"full probed MLP ({len(mlp.layers)} layers)"] = _median_time(
-            device, lambda: mlp(x), cfg.repeats
-        )
+        for _, _, rays in model._chunks(bundle):
+            for stage, t in _chunk_times(model, rays, cfg.repeats).items():
+                times[stage] = times.get(stage, 0.0) + t
         _, times["stock render of the image"] = _median_time(
             device, lambda: model.render_stock(bundle), cfg.repeats
         )
-    table = Table(title=f"{config.method_name} · {tuple(bundle.shape)} rays · {device}")
+    chunk = model.config.eval_num_rays_per_chunk
+    table = Table(title=f"{config.method_name} · {tuple(bundle.shape)} rays in chunks of {chunk} · {device}")
     table.add_column("stage")
     table.add_column("t (ms)", justify="right")
     table.add_column("share of the render", justify="right")

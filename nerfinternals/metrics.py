@@ -1,17 +1,22 @@
-"""Image metrics that never download anything.
+"""Image metrics whose models build offline.
 
 nerfstudio's models build torchmetrics' LPIPS in ``populate_modules``, which downloads AlexNet
 weights from the internet: offline, model construction crashes. :class:`OfflineLPIPS` has the same
-modules (so state_dict keys equal stock nerfstudio's ``lpips.*`` keys), loads the AlexNet backbone
-from the torch hub cache on first use, and otherwise reports NaN after one warning naming the file
-to place where. Its backbone weights are never taken from a checkpoint, and before they are loaded
-they are NaN, so a checkpoint saved without them cannot pass for a working LPIPS anywhere else.
+modules (so state_dict keys equal stock nerfstudio's ``lpips.*`` keys) and loads the AlexNet backbone
+only when LPIPS is first computed: from the torch hub cache, else downloaded into it as torchvision
+does (with a short network timeout). If that fails (offline, or ``NERFINTERNALS_NO_DOWNLOAD=1``),
+LPIPS is NaN after one warning giving the reason and naming the file to place where. Its backbone
+weights are never taken from a checkpoint, and before they are loaded they are NaN, so a checkpoint
+saved without them cannot pass for a working LPIPS anywhere else.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
+import socket
+import sys
 import warnings
 from pathlib import Path
 
@@ -26,16 +31,40 @@ LPIPS_BACKBONE = "alex"
 """LPIPS backbone (torchmetrics' and nerfstudio's default); papers often report VGG instead."""
 
 
+NO_DOWNLOAD_ENV = "NERFINTERNALS_NO_DOWNLOAD"
+"""Set to 1 to never download the AlexNet weights (the test suite sets it)."""
+DOWNLOAD_TIMEOUT_S = 15.0
+"""Socket timeout of the download: offline, it fails within seconds instead of hanging."""
+
+
 def alexnet_weights_path() -> Path:
     """Where torchvision looks for the AlexNet weights: ``$TORCH_HOME/hub/checkpoints/<file>``."""
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(AlexNet_Weights.IMAGENET1K_V1.url).name
 
 
+def download_alexnet_weights() -> dict[str, Tensor]:
+    """torchvision's AlexNet weights, downloaded into the hub cache (hash-checked) as torchvision does."""
+    if os.environ.get(NO_DOWNLOAD_ENV, "0") not in ("", "0"):
+        raise RuntimeError(f"downloads are disabled ({NO_DOWNLOAD_ENV}={os.environ[NO_DOWNLOAD_ENV]})")
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        return torch.hub.load_state_dict_from_url(
+            AlexNet_Weights.IMAGENET1K_V1.url,
+            map_location="cpu",
+            progress=sys.stderr.isatty(),
+            check_hash=True,
+            weights_only=True,
+        )
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 class OfflineLPIPS(nn.Module):
-    """LPIPS (AlexNet) with stock nerfstudio's module layout, weights from the local hub cache only.
+    """LPIPS (AlexNet) with stock nerfstudio's module layout, weights loaded on first use.
 
     ``forward(a, b)`` takes images in [0, 1] of shape (B, 3, H, W) and returns the mean LPIPS, or
-    NaN when the backbone weights are not available locally.
+    NaN when the backbone weights are neither in the hub cache nor downloadable.
     """
 
     def __init__(self, normalize: bool = True, **_: object) -> None:
@@ -56,26 +85,30 @@ class OfflineLPIPS(nn.Module):
             state_dict[key] = value
 
     def available(self) -> bool:
-        """Load the backbone from the hub cache on first call; False (one warning) if absent."""
+        """Load the backbone on first call (hub cache, else download); False (one warning) if neither works."""
         if self._state == "unloaded":
             path = alexnet_weights_path()
-            if path.is_file():
-                weights = torch.load(path, map_location="cpu", weights_only=True)
-                features = {k[len("features.") :]: v for k, v in weights.items() if k.startswith("features.")}
-                targets = {f"{i}": layer for s in self.net.net.children() for i, layer in s.named_children()}
-                with torch.no_grad():
-                    for name, value in features.items():
-                        idx, kind = name.split(".")
-                        getattr(targets[idx], kind).copy_(value)
-                self._state = "ready"
-            else:
+            try:
+                if path.is_file():
+                    weights = torch.load(path, map_location="cpu", weights_only=True)
+                else:
+                    weights = download_alexnet_weights()
+            except Exception as err:  # no network, a refused or broken download, an unreadable file
+                url = AlexNet_Weights.IMAGENET1K_V1.url
                 warnings.warn(
-                    f"LPIPS is reported as null: the AlexNet weights are not in the torch hub cache. "
-                    f"Place {Path(AlexNet_Weights.IMAGENET1K_V1.url).name} (from "
-                    f"{AlexNet_Weights.IMAGENET1K_V1.url}) at {path} to enable it.",
+                    f"LPIPS is reported as null: the AlexNet weights could not be loaded or downloaded "
+                    f"({type(err).__name__}: {err}). Place {path.name} (from {url}) at {path} to enable it.",
                     stacklevel=2,
                 )
                 self._state = "unavailable"
+                return False
+            features = {k[len("features.") :]: v for k, v in weights.items() if k.startswith("features.")}
+            targets = {f"{i}": layer for s in self.net.net.children() for i, layer in s.named_children()}
+            with torch.no_grad():
+                for name, value in features.items():
+                    idx, kind = name.split(".")
+                    getattr(targets[idx], kind).copy_(value)
+            self._state = "ready"
         return self._state == "ready"
 
     def forward(self, img1: Tensor, img2: Tensor) -> Tensor:

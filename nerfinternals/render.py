@@ -10,9 +10,9 @@ keys; stock vanilla-nerf / mipnerf / nerfacto runs too), the model is switched t
 nerfstudio's code renders, scores or serves it. As in ``ns-render``, boolean flags take a value
 (``--upsample True``).
 
-Outputs are written next to their final place and moved there when complete: an interrupted or
-failed render leaves nothing behind, and an existing output is only replaced with
-``--overwrite True``. ``--output-format images`` needs no ffmpeg; ``video`` uses ffmpeg from PATH or
+Outputs are written next to their final place and moved there when complete: an interrupted (also
+by SIGTERM / SIGINT) or failed render leaves nothing behind, staging folders of crashed runs are
+removed by the next run, and an existing output is only replaced with ``--overwrite True``. ``--output-format images`` needs no ffmpeg; ``video`` uses ffmpeg from PATH or
 the one the ``imageio-ffmpeg`` package ships. At the end the time per frame is printed (synchronised
 on CUDA).
 """
@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,36 +171,108 @@ def describe(settings: dict) -> str:
     return f"{text}, {settings['precision']}"
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # another user's process
+        pass
+    return True
+
+
 class _Staging:
-    """Outputs written under a hidden folder beside their final place, moved there on success."""
+    """Outputs written under a hidden folder ``.<name>.partial-<pid>-XXXX`` beside their final place,
+    moved there on success."""
 
     def __init__(self, finals: list[Path], overwrite: bool) -> None:
-        for final in finals:
-            if final.exists() and not (final.is_dir() and not any(final.iterdir())) and not overwrite:
-                raise InputError(f"{final} exists: pass --overwrite True or choose another --output-path")
         self.finals = finals
+        self.overwrite = overwrite
         self.folders: list[Path] = []
+        self.refuse_existing("exists")
+
+    def refuse_existing(self, what: str) -> None:
+        """InputError if an output is there (other than an empty folder) and ``overwrite`` is off."""
+        for final in self.finals:
+            if final.exists() and not (final.is_dir() and not any(final.iterdir())) and not self.overwrite:
+                raise InputError(f"{final} {what}: pass --overwrite True or choose another --output-path")
 
     def staged(self, final: Path) -> Path:
-        """Where to write ``final`` until it is complete."""
+        """Where to write ``final`` until it is complete; removes staging folders of ``final`` left by
+        processes that are gone."""
         final.parent.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.partial-"))
+        prefix = f".{final.name}.partial-"
+        for entry in final.parent.iterdir():
+            pid = entry.name[len(prefix) :].split("-")[0] if entry.name.startswith(prefix) else ""
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(entry, ignore_errors=True)
+        folder = Path(tempfile.mkdtemp(dir=final.parent, prefix=f"{prefix}{os.getpid()}-"))
         self.folders.append(folder)
         return folder / final.name
 
     def commit(self) -> None:
+        """Move the staged outputs into place. A file replaces a file atomically; otherwise the old output is
+        first renamed into the staging folder (deleted with it by :meth:`cleanup`), so it is only deleted
+        once the new one is in place."""
+        self.refuse_existing("was created while rendering")
         for folder, final in zip(self.folders, self.finals, strict=True):
             staged = folder / final.name
             if staged.exists():
-                if final.is_dir():
-                    shutil.rmtree(final)
-                elif final.exists():
-                    final.unlink()
+                if (final.is_dir() or staged.is_dir()) and (final.exists() or final.is_symlink()):
+                    final.replace(folder / f".{final.name}.replaced")
                 staged.replace(final)
 
     def cleanup(self) -> None:
         for folder in self.folders:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+class _Interrupted(BaseException):
+    """SIGTERM or SIGINT during :func:`_run`: unwinds through its cleanup."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Signals:
+    """Within ``with``, SIGTERM and SIGINT raise :class:`_Interrupted` (installed in the main thread only;
+    the previous handlers come back after); within :meth:`held`, they wait until its end. Leaving on
+    such a signal prints one line and exits with 128 + its number, as the shell reports a signal."""
+
+    def __init__(self) -> None:
+        self.previous: dict = {}
+        self.holding = False
+        self.pending: int | None = None
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def __exit__(self, kind, err, tb) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        if isinstance(err, _Interrupted):
+            print(f"interrupted by {signal.Signals(err.signum).name}", file=sys.stderr)
+            raise SystemExit(128 + err.signum) from None
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.holding:
+            self.pending = signum
+        else:
+            raise _Interrupted(signum)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+            pending, self.pending = self.pending, None
+            if pending is not None:
+                raise _Interrupted(pending)
 
 
 class _SettingRun:
@@ -283,23 +358,27 @@ def _run(
     ``stage(staged paths)`` points nerfstudio and moved into place when it returns."""
     staging = _Staging(finals, cmd.overwrite)
     run = _SettingRun(cmd)
-    try:
-        stage([staging.staged(final) for final in finals])
-        with run.patched(module):
-            try:
-                nerfstudio_main(run)
-            except SystemExit as exit_:  # nerfstudio exits on an output name the model does not render
-                names = getattr(cmd, "rendered_output_names", None) or []
-                missing = [n for n in names if n not in run.times.output_names and n != "rgba"]
-                if exit_.code and missing and run.times.output_names:
-                    raise InputError(
-                        f"--rendered-output-names {missing[0]} is not an output of this model: choose from "
-                        f"{', '.join(run.times.output_names)}"
-                    ) from None
-                raise
-        staging.commit()
-    finally:
-        staging.cleanup()
+    with _Signals() as signals:
+        try:
+            stage([staging.staged(final) for final in finals])
+            with run.patched(module):
+                try:
+                    nerfstudio_main(run)
+                except SystemExit as exit_:
+                    # nerfstudio exits on an output name the model does not render
+                    names = getattr(cmd, "rendered_output_names", None) or []
+                    missing = [n for n in names if n not in run.times.output_names and n != "rgba"]
+                    if exit_.code and missing and run.times.output_names:
+                        raise InputError(
+                            f"--rendered-output-names {missing[0]} is not an output of this model: choose from "
+                            f"{', '.join(run.times.output_names)}"
+                        ) from None
+                    raise
+            with signals.held():
+                staging.commit()
+        finally:
+            with signals.held():
+                staging.cleanup()
     return run
 
 

@@ -129,16 +129,14 @@ def test_activation_outputs_score_like_stock_ones(model):
 
 # ---- precision ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("model", KINDS, indirect=True)
-def test_fp32_is_bit_identical(model):
+def test_fp32_is_bit_identical_to_stock_nerfstudio(model):
+    """The fp32 setting renders exactly what nerfstudio's own whole-camera render of the parent class does."""
     bundle = camera_bundle()
-    plain_stock = model.render_stock(bundle)
-    plain_ours, _ = model.render_with_activations(bundle, 0, "std")
-    with precision_scope("fp32", model.device):
-        assert _equal(model.render_stock(bundle), plain_stock)
-        assert _equal(model.render_with_activations(bundle, 0, "std")[0], plain_ours)
+    stock_class = next(c for c in type(model).__mro__ if c.__module__.startswith("nerfstudio.models."))
+    reference = stock_class.get_outputs_for_camera_ray_bundle(model, bundle)
     model.set_inference(precision="fp32")
     outputs = model.get_outputs_for_camera_ray_bundle(bundle)
-    assert all(torch.equal(outputs[k], v) for k, v in plain_stock.items())
+    assert reference and all(torch.equal(outputs[k], v) for k, v in reference.items())
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -154,17 +152,80 @@ def test_reduced_precision_on_cpu_is_close_to_fp32(models, precision):
     assert image_metrics(outputs["rgb"], reference, None)["psnr"] > 30.0
 
 
-def test_precision_checks():
+def test_precision_checks(monkeypatch):
     check_precision("bf16", "cpu")
     with pytest.raises(ValueError, match="tf32 needs a CUDA device"):
         check_precision("tf32", "cpu")
     with pytest.raises(ValueError, match="not one of"):
         check_precision("fp64", "cpu")
+    cuda = torch.device("cuda")  # check_precision only looks at the device type
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    with pytest.raises(ValueError) as err:
+        check_precision("bf16", cuda)
+    assert str(err.value) == "--precision bf16 is not supported by this CUDA device: use fp16, tf32 or fp32"
+    check_precision("fp16", cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    check_precision("bf16", cuda)
+
+
+def test_matmul_precision_is_restored_after_an_exception():
+    from nerfinternals.precision import _matmul_precision
+
     before = torch.get_float32_matmul_precision()
-    if torch.cuda.is_available():
-        with precision_scope("tf32", "cuda"):
+    assert before != "high"
+    with pytest.raises(RuntimeError, match="render failed"):
+        with _matmul_precision("high"):
             assert torch.get_float32_matmul_precision() == "high"
-        assert torch.get_float32_matmul_precision() == before
+            raise RuntimeError("render failed")
+    assert torch.get_float32_matmul_precision() == before
+
+
+def test_overlapping_tf32_scopes_in_two_threads_restore_the_setting_once():
+    """Viewer threads: A enters, B enters, A leaves (B still renders in TF32), B leaves (restored)."""
+    import threading
+
+    before = torch.get_float32_matmul_precision()
+    assert before != "high"
+    cuda = torch.device("cuda")  # the TF32 scope touches no CUDA state, only the matmul setting
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, str] = {}
+    errors: list[BaseException] = []
+
+    def wait(event: threading.Event) -> None:
+        assert event.wait(timeout=30), "the other thread did not get there"
+
+    def thread_a() -> None:
+        with precision_scope("tf32", cuda):
+            a_in.set()
+            wait(b_in)
+        a_out.set()
+
+    def thread_b() -> None:
+        wait(a_in)
+        with precision_scope("tf32", cuda):
+            b_in.set()
+            wait(a_out)
+            seen["b after a left"] = torch.get_float32_matmul_precision()
+
+    def guarded(fn):
+        def run():
+            try:
+                fn()
+            except BaseException as err:  # reported by the main thread
+                errors.append(err)
+                for event in (a_in, b_in, a_out):  # let the other thread finish
+                    event.set()
+
+        return run
+
+    threads = [threading.Thread(target=guarded(f)) for f in (thread_a, thread_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert seen == {"b after a left": "high"}
+    assert torch.get_float32_matmul_precision() == before
 
 
 # ---- the sampling options -----------------------------------------------------------------------------

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import shutil
+import socket
+import urllib.error
 import warnings
 
 import pytest
@@ -12,7 +16,8 @@ from nerfstudio.models.nerfacto import NerfactoModelConfig
 from nerfstudio.models.vanilla_nerf import NeRFModel, VanillaModelConfig
 from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
-from nerfinternals.metrics import OfflineLPIPS, image_metrics
+from nerfinternals import metrics
+from nerfinternals.metrics import OfflineLPIPS, alexnet_weights_path, image_metrics
 from nerfinternals.models import (
     ActivationMipNerfModelConfig,
     ActivationNerfactoModelConfig,
@@ -36,6 +41,10 @@ def _assert_loads_both_ways(ours, stock):
             assert torch.equal(ours.state_dict()[key], value), key
 
 
+def _lpips_warnings(caught) -> list[str]:
+    return [str(w.message) for w in caught if "LPIPS" in str(w.message)]
+
+
 def test_our_models_build_offline_and_report_lpips_null(empty_torch_home):
     model = _build(ActivationNeRFModelConfig(collider_params=COLLIDER))
     img = torch.rand(16, 16, 3)
@@ -45,19 +54,74 @@ def test_our_models_build_offline_and_report_lpips_null(empty_torch_home):
         second = image_metrics(img, img * 0.8, model.lpips)
     assert first["lpips"] is None and second["lpips"] is None
     assert first["psnr"] > second["psnr"] > 0 and 0 < first["ssim"] <= 1
-    lpips_warnings = [w for w in caught if "LPIPS" in str(w.message)]
-    assert len(lpips_warnings) == 1
-    assert "alexnet-owt-7be5be79.pth" in str(lpips_warnings[0].message)
-    assert str(empty_torch_home) in str(lpips_warnings[0].message)
+    (message,) = _lpips_warnings(caught)
+    assert "alexnet-owt-7be5be79.pth" in message and str(empty_torch_home) in message
+    assert "NERFINTERNALS_NO_DOWNLOAD=1" in message  # why: the suite disables downloads
     assert not any(empty_torch_home.rglob("*")), "nothing may be downloaded"
 
 
-def test_lpips_with_local_weights_matches_torchmetrics(standin_alexnet_home):
+def test_lpips_download_failure_is_null_with_one_warning(empty_torch_home, monkeypatch):
+    """Not in the cache, downloads allowed, no network: null, one warning with the error and the file."""
+    monkeypatch.delenv("NERFINTERNALS_NO_DOWNLOAD")
+    attempts = []
+
+    def offline(request, *args, **kwargs):
+        attempts.append((request.full_url, socket.getdefaulttimeout()))
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "urlopen", offline)  # what torch.hub downloads through
+    timeout = socket.getdefaulttimeout()
+    ours = OfflineLPIPS()
+    a = torch.rand(1, 3, 32, 32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert math.isnan(ours(a, a * 0.5).item()) and math.isnan(ours(a, a).item())
+    assert attempts == [("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", 15.0)]
+    assert socket.getdefaulttimeout() == timeout  # the short timeout is only for the download
+    (message,) = _lpips_warnings(caught)
+    assert "URLError" in message and "Temporary failure in name resolution" in message
+    expected = empty_torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    assert "Place alexnet-owt-7be5be79.pth (from " in message and f"at {expected} " in message
+    assert not [p for p in empty_torch_home.rglob("*") if p.is_file()], "no partial download left"
+
+
+def test_lpips_downloads_the_weights_when_online(empty_torch_home, tmp_path, monkeypatch):
+    """Not in the cache, downloads allowed: torch.hub fetches the file into the cache (the transfer is
+    faked with a stand-in file); LPIPS then equals torchmetrics' own, which loads that cached file."""
+    import torchvision
+
+    monkeypatch.delenv("NERFINTERNALS_NO_DOWNLOAD")
+    served = tmp_path / "served.pth"
+    torch.manual_seed(1)
+    torch.save(torchvision.models.alexnet().state_dict(), served)
+    fetched = []
+
+    def transfer(url, dst, hash_prefix=None, progress=True):
+        fetched.append((url, hash_prefix))
+        shutil.copyfile(served, dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", transfer)
+    a, b = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    ours = OfflineLPIPS()(a, b).item()
+    assert fetched == [("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", "7be5be79")]
+    assert alexnet_weights_path() == empty_torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    assert alexnet_weights_path().read_bytes() == served.read_bytes()
+    stock = LearnedPerceptualImagePatchSimilarity(normalize=True)(a, b).item()
+    assert math.isfinite(ours) and ours == pytest.approx(stock, rel=1e-5)
+    assert len(fetched) == 1  # torchmetrics found the file in the cache
+
+
+def test_lpips_with_local_weights_matches_torchmetrics(standin_alexnet_home, monkeypatch):
+    monkeypatch.delenv("NERFINTERNALS_NO_DOWNLOAD")
+    monkeypatch.setattr(
+        metrics, "download_alexnet_weights", lambda: pytest.fail("downloaded although in the cache")
+    )
     ours = OfflineLPIPS()
     stock = LearnedPerceptualImagePatchSimilarity(normalize=True)
     assert sorted(ours.state_dict()) == sorted(stock.state_dict())
     a, b = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
-    assert ours(a, b).item() == pytest.approx(stock(a, b).item(), rel=1e-5)
+    value = ours(a, b).item()
+    assert math.isfinite(value) and value == pytest.approx(stock(a, b).item(), rel=1e-5)
 
 
 def test_lpips_weights_are_never_taken_from_a_checkpoint(standin_alexnet_home):
