@@ -121,7 +121,8 @@ def test_fine_budget_sets_the_final_pass_multiply_adds(models, kind):
     else:
         fine = model.field_fine if kind == "nerf" else model.field
         assert model.fine_macs_per_ray(4) == 4 * linear_macs(fine)
-        assert model.fine_macs_per_ray(0) == (16 if kind == "nerf" else 8) * linear_macs(fine)
+        # NeRF: nerfstudio merges the 8 + 1 uniform bin edges with 8 + 1 new ones: 17 samples (see test_benchmark)
+        assert model.fine_macs_per_ray(0) == (17 if kind == "nerf" else 8) * linear_macs(fine)
     # the grid's estimate costs no multiply-adds per ray: only the final pass
     assert model.macs_per_ray(None, sampler="grid", fine_samples=4) == model.fine_macs_per_ray(4)
 

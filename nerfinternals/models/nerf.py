@@ -191,7 +191,9 @@ class ActivationNeRFModel(_NeRFFamily, NeRFModel):
 
     def fine_macs_per_ray(self, fine_samples: int = 0) -> int:
         c = self.config
-        fine = fine_samples or c.num_coarse_samples + c.num_importance_samples  # stock: include_original
+        # stock: PDFSampler(include_original=True) merges the N + 1 uniform bin edges with I + 1 new
+        # ones, N + I + 1 samples (193 for 64 + 128)
+        fine = fine_samples or c.num_coarse_samples + c.num_importance_samples + 1
         return fine * linear_macs(self.field_fine)
 
     def skipped_macs_per_ray(self) -> int:

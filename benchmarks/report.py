@@ -1,0 +1,221 @@
+"""The benchmark's report: Markdown tables, console tables, target lines and the Pareto plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.targets import BEST_PSNR_LOSS_DB, pareto_front
+from nerfinternals.common import atomic_write
+
+
+def _f(value, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+COLUMNS = ("method", "t [s]", "t ratio", "MAC ratio", "PSNR", "ΔPSNR", "SSIM", "ΔSSIM", "LPIPS", "mem [MB]")
+PRECISION_COLUMN = "ΔPSNR to base at its precision"
+
+
+def _columns(run: dict) -> tuple[str, ...]:
+    return COLUMNS + ((PRECISION_COLUMN,) if len(run["precisions"]) > 1 else ())
+
+
+def _cells(name: str, row: dict, run: dict) -> list[str]:
+    cells = [
+        name,
+        _f(row["t"], ".3f"),
+        _f(row["time_ratio"], ".3f"),
+        _f(row["macs_ratio"], ".3f"),
+        _f(row["psnr"], ".2f"),
+        _f(row["psnr_delta"], "+.2f"),
+        _f(row["ssim"], ".4f"),
+        _f(row["ssim_delta"], "+.4f"),
+        _f(row["lpips"], ".4f"),
+        _f(row["peak_mem_mb"], ".1f"),
+    ]
+    return cells + ([_f(row["psnr_delta_same_precision"], "+.2f")] if len(run["precisions"]) > 1 else [])
+
+
+def _speed_line(label: str, x: dict | None) -> str:
+    if x is None:
+        return f"{label}: none within the budget"
+    return f"{label}: {x['name']} {x['speedup']:.2f}x ({x['time_ratio']:.3f}, {x['psnr_delta']:+.2f} dB)"
+
+
+def target_lines(t: dict) -> list[str]:
+    """One line per target of :func:`benchmarks.targets.targets`."""
+    lines = []
+    if "speed" in t:
+        x = t["speed"]
+        lines.append(
+            f"fastest within {x['within_db']} dB of base: "
+            + "; ".join(
+                _speed_line(label, x[key])
+                for key, label in (
+                    ("product", "product"),
+                    ("activation", "activation estimate (incl. hybrid)"),
+                    ("grid", "density grid"),
+                    ("alternatives", "alternatives"),
+                )
+            )
+            + (f"; the better estimate here: {x['winner']}" if x["winner"] else "")
+        )
+    if "time_ratio_matches_macs" in t:
+        x = t["time_ratio_matches_macs"]
+        lines.append(
+            f"time ratio within {x['tolerance']} of MAC ratio: {'met' if x['met'] else 'missed'} "
+            f"(median gap {x['median_gap']:.3f}, max {x['max_gap']:.3f}; met by {len(x['met_by'])})"
+        )
+        x = t["best_within_1db"]
+        lines.append(
+            f"best layer/fct within {BEST_PSNR_LOSS_DB} dB of base: {'met' if x['met'] else 'missed'} "
+            f"({x['best']}: {x['psnr_delta']:+.2f} dB)"
+        )
+        x = t["on_or_above_front"]
+        lines.append(
+            f"ours on or above the alternatives' Pareto front: {'met' if x['met'] else 'missed'} "
+            f"({len(x['undominated'])} of {len(x['undominated']) + len(x['dominated'])} experiments undominated)"
+        )
+    if "ahead_of_every_alternative" in t:
+        x = t["ahead_of_every_alternative"]
+        behind = "; ".join(
+            f"{alt}"
+            + (
+                f" (best of ours as fast: {sh['best_as_fast']}, {sh['psnr_short_db']:.2f} dB short)"
+                if (sh := x["shortfall"].get(alt))
+                else " (none of ours as fast)"
+            )
+            for alt in x["not_ahead_of"]
+        )
+        lines.append(
+            f"ours ahead of every alternative (as fast, PSNR at least as high): {'met' if x['met'] else 'missed'}"
+            + (f"; not ahead of: {behind}" if behind else "")
+        )
+    if "gate" in t:
+        x = t["gate"]
+        lines.append(
+            f"gate: time ratio <= {x['time_ratio_max']} at <= {x['psnr_loss_max']} dB loss: "
+            f"{'met' if x['met'] else 'missed'} (fastest {x['fastest']}: ratio {x['fastest_time_ratio']:.3f}, "
+            f"{x['fastest_psnr_delta']:+.2f} dB)"
+        )
+    return lines
+
+
+def markdown(results: dict) -> str:
+    out = ["# Speed / quality benchmark", ""]
+    for run in results["runs"]:
+        h, w = run["image_shape"]
+        out += [
+            f"## {run['method']} ({run['model']}, step {run['step']})",
+            "",
+            f"{run['num_images']} eval image(s) of {w}x{h} px on {run['device']} ({results['machine']}); "
+            f"median of {run['repeats']} renders per image after a warm-up; N = {run['num_probe_samples']} "
+            f"probe samples; LPIPS backbone {run['lpips_backbone']}; memory: "
+            + ("CUDA peak allocated" if run["device"].startswith("cuda") else "growth of process RSS")
+            + f"; rescale {run['rescale']}; near plane at eval: "
+            + ("the training one" if run["keep_near_plane"] else "0 (nerfstudio's reset)")
+            + f"; precision {', '.join(run['precisions'])} (ratios and deltas to base at {run['precisions'][0]})",
+            "",
+            "| " + " | ".join(_columns(run)) + " |",
+            "|" + "---|" * len(_columns(run)),
+        ]
+        out += ["| " + " | ".join(_cells(name, row, run)) + " |" for name, row in run["methods"].items()]
+        notes = {name.split(" @")[0]: row["note"] for name, row in run["methods"].items() if "note" in row}
+        out += [""] + [f"- {name}: {note}" for name, note in notes.items()]
+        out += [f"- {name}: not run ({why})" for name, why in run["not_run"].items()]
+        for precision, t in run["targets_by_precision"].items():
+            prefix = f"[{precision}] " if len(run["precisions"]) > 1 else ""
+            out += [f"- {prefix}{line}" for line in target_lines(t)]
+        if len(run["precisions"]) > 1:
+            speed = {"speed": run["targets"]["speed"]}
+            out += [
+                f"- [any precision, against base at {run['precisions'][0]}] {line}"
+                for line in target_lines(speed)
+            ]
+        out += [""]
+    return "\n".join(out)
+
+
+def pareto_plot(results: dict, path: Path) -> None:
+    """Time ratio vs ΔPSNR (to base at the same precision), one panel per run and precision."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(run, p) for run in results["runs"] for p in run["precisions"]]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 5 * len(panels)), squeeze=False)
+    colors = {0: "tab:blue", 1: "tab:orange", 2: "tab:green"}
+    for ax, (run, precision) in zip(axes[:, 0], panels, strict=True):
+        rows = {n: r for n, r in run["methods"].items() if r["precision"] == precision}
+        x = {n: r["time_ratio_same_precision"] for n, r in rows.items()}
+        y = {n: r["psnr_delta_same_precision"] for n, r in rows.items()}
+        labelled: set[str] = set()
+        for name, r in rows.items():
+            if r["kind"] == "base":
+                style, label = dict(marker="*", s=220, color="black"), "base (stock)"
+            elif r["kind"] == "alternative":
+                style, label = dict(marker="s", s=70, color="tab:red"), name.split(" @")[0]
+            elif r["config"]["sampler"] == "grid":
+                style, label = dict(marker="P", s=70, color="tab:purple"), "density grid (product)"
+            elif r["config"]["sampler"] == "hybrid":
+                c = r["config"]
+                style = dict(marker="X", s=55, color=colors.get(c["layer"], "gray"))
+                label = f"hybrid layer {c['layer']}"
+            else:
+                c = r["config"]
+                color = colors.get(c["layer"], "gray")
+                sampling = c["in_box"] or c["n_probe"] or c["fine_samples"]
+                marker = "^" if c["gate"] else ("D" if sampling else "o")
+                style = dict(marker=marker, s=45, facecolors="none" if c["upsample"] or c["n_probe"] else color,
+                             edgecolors=color)  # fmt: skip
+                label = (
+                    f"ours layer {c['layer']}"
+                    + (" + upsample" if c["upsample"] else "")
+                    + (" + gate" if c["gate"] else "")
+                    + (" + in box" if c["in_box"] else "")
+                    + (" + N/2 probe" if c["n_probe"] else "")
+                    + (" + fine budget" if c["fine_samples"] else "")
+                )
+            ax.scatter(x[name], y[name], label=None if label in labelled else label, **style)
+            labelled.add(label)
+            if r["kind"] == "alternative":
+                ax.annotate(name.split(" @")[0], (x[name], y[name]), fontsize=7, xytext=(4, 4),
+                            textcoords="offset points")  # fmt: skip
+        reference = {n: {"time_ratio": x[n], "psnr": y[n]} for n, r in rows.items() if r["kind"] != "ours"}
+        front = pareto_front(reference)
+        ax.step([x[n] for n in front], [y[n] for n in front],
+                where="post", color="tab:red", alpha=0.5, linestyle="--", label="alternatives' Pareto front")  # fmt: skip
+        ax.axhline(0, color="gray", linewidth=0.5)
+        ax.set_xlabel("time ratio to base (lower is faster)")
+        ax.set_ylabel("PSNR delta to base [dB]")
+        h, w = run["image_shape"]
+        ax.set_title(
+            f"{run['method']} · {run['num_images']} image(s) of {w}x{h} px · {run['device']} · {precision}"
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def print_tables(results: dict, console: Console) -> None:
+    for run_result in results["runs"]:
+        table = Table(title=f"{run_result['method']} · {run_result['device']} · {results['machine']}")
+        for col in _columns(run_result):
+            table.add_column(col, justify="left" if col == "method" else "right")
+        for name, row in run_result["methods"].items():
+            table.add_row(*_cells(name, row, run_result))
+        console.print(table)
+        for precision, t in run_result["targets_by_precision"].items():
+            for line in target_lines(t):
+                console.print(f"  {precision}: {line}", markup=False)
+        if len(run_result["precisions"]) > 1:
+            for line in target_lines({"speed": run_result["targets"]["speed"]}):
+                console.print(
+                    f"  any precision vs base at {run_result['precisions'][0]}: {line}", markup=False
+                )
