@@ -19,6 +19,7 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from nerfstudio.cameras.camera_paths import get_interpolated_camera_path
@@ -41,6 +42,12 @@ class RenderPath:
     """config.yml of the run."""
     interpolation_steps: int = 10
     """Frames between consecutive eval cameras (as ns-render interpolate)."""
+    sampler: Literal["activation", "grid", "hybrid"] = "activation"
+    """The sampler of ours (see ns-internals-render --inference-sampler)."""
+    fine_samples: int = 0
+    """Ours with this final-pass budget (0: the model's own)."""
+    skip_empty: bool = False
+    """Ours skipping empty rays."""
     layer: int = 1
     """Probed layer of ours (0-based)."""
     fct: int = 1
@@ -85,7 +92,9 @@ def measure(cfg: RenderPath) -> dict:
     if frames < 2:
         raise InputError(f"the path has {frames} frame(s): the run needs at least 2 eval cameras")
     ours = {
-        "inference_sampler": "activation",
+        "inference_sampler": cfg.sampler,
+        "fine_samples": cfg.fine_samples,
+        "skip_empty": cfg.skip_empty,
         "probe_layer": cfg.layer,
         "probe_fct": fct,
         "probe_upsample": cfg.upsample,
@@ -102,7 +111,12 @@ def measure(cfg: RenderPath) -> dict:
     with CONSOLE.status("") as status:
         for sampler, precision in configs:
             model.set_inference(
-                precision=precision, **(ours if sampler == "ours" else {"inference_sampler": "stock"})
+                precision=precision,
+                **(
+                    ours
+                    if sampler == "ours"
+                    else {"inference_sampler": "stock", "fine_samples": 0, "skip_empty": False}
+                ),
             )
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -153,7 +167,9 @@ def markdown(result: dict) -> str:
     o = result["ours"]
     lines = [
         f"{result['frames']} frames of {w}x{h} px, `interpolate` path of {result['method']} (step {result['step']}) "
-        f"on {result['device']}; ours: layer {o['probe_layer']}, {o['probe_fct']}"
+        f"on {result['device']}; ours: {o['inference_sampler']} sampler, layer {o['probe_layer']}, {o['probe_fct']}"
+        + (f", {o['fine_samples']} fine samples" if o["fine_samples"] else "")
+        + (", empty rays skipped" if o["skip_empty"] else "")
         + (", upsample" if o["probe_upsample"] else "")
         + (f", {o['probe_samples']} probe samples" if o["probe_samples"] else "")
         + (", in box" if o["probe_in_box"] else ""),
