@@ -141,23 +141,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def conditions(
-    config_path: Path,
-    max_psnr_drop: float,
-    device: str | None = None,
-    precision: str = "fp32",
-    rescale: float = 1.0,
-    keep_near_plane: bool = False,
-) -> dict:
-    """What a choice depends on: it is reused only while all of these are equal."""
+MEASURED_AT = {"precision": "fp32", "rescale": 1.0, "keep_near_plane": False}
+"""How the candidates are rendered when not asked otherwise (conditions of a choice, with the device)."""
+
+
+def conditions(config_path: Path, max_psnr_drop: float, device: str | None = None, **measured_at) -> dict:
+    """What a choice depends on (``measured_at``: :data:`MEASURED_AT`'s keys): it is reused only while all of
+    these are equal."""
     resolved = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     return {
         "machine": machine_name(resolved),
         "device": resolved.type,
-        "rescale": rescale,
-        "precision": precision,
+        **MEASURED_AT,
+        **measured_at,
         "max_psnr_drop": max_psnr_drop,
-        "keep_near_plane": keep_near_plane,
         "config_sha256": _sha256(Path(config_path)),
         "checkpoint_sha256": _sha256(checkpoint_path(config_path, read_config(config_path))),
     }

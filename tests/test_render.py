@@ -118,6 +118,30 @@ def test_interpolate_writes_frames_of_activation_informed_sampling(pipeline, hom
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]  # no staging folder left
 
 
+@pytest.mark.parametrize("skip", [False, True])
+def test_interpolate_with_the_grid_sampler_and_a_fine_budget(pipeline, home, tmp_path, skip):
+    out = tmp_path / "frames"
+    args = ["interpolate", "--load-config", str(RUN), "--output-path", str(out), "--output-format", "images"]
+    args += ["--image-format", "png", "--interpolation-steps", str(STEPS), "--inference-sampler", "grid"]
+    args += ["--fine-samples", "32", "--skip-empty", str(skip)]
+    result = ns("ns-internals-render", args, home)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "density grid sampler (64^3)" in result.stdout and "32 fine samples" in result.stdout
+    assert "density grid 64^3 filled in" in result.stdout
+    written = frames(out)
+    path = _path(pipeline)
+    assert len(written) == len(path)
+    model = pipeline.model
+    for i, frame in enumerate(written):
+        expected, _ = model.render_sampled(
+            camera_rays(path[i : i + 1]), "grid", fine_samples=32, skip_empty=skip
+        )
+        expected = mediapy.to_uint8(expected["rgb"].clamp(0, 1).numpy())
+        assert np.abs(frame.astype(int) - expected.astype(int)).max() <= 1, i
+    if skip:  # skipped rays are the background: white corners on the spheres scene
+        assert (written[0][0, 0] == 255).all()
+
+
 def test_stock_sampler_writes_ns_renders_frames(home, tmp_path):
     """The same command with --inference-sampler stock, against nerfstudio's own ns-render."""
     import imageio_ffmpeg

@@ -294,6 +294,72 @@ def test_empty_eval_split(trained, scene, tmp_path, offline_home, monkeypatch):
     _expect_error(f"could not set up the run's data from {data}", load_config=run / "config.yml")
 
 
+def test_eval_samplers_budgets_and_skipping(trained, offline_home, work):
+    """One experiment per sampler x budget, each skipping empty rays; summary.json records what ran."""
+    config = trained("activation-nerf")
+    args = ["--load-config", str(config), "--layer", "1", "--fct", "1", "--output-dir", "samplers"]
+    args += ["--sampler", "activation", "grid", "hybrid", "stock", "--fine-samples", "0", "4"]
+    args += ["--skip-empty", "--grid-resolution", "8"]
+    result = run_eval(args, offline_home, work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((config.parent / "samplers" / "summary.json").read_text())
+    expected = {
+        "layer_01_ups_0_fct_std_half_skip": ("activation", 0),
+        "layer_01_ups_0_fct_std_half_k4_skip": ("activation", 4),
+        "hybrid8_layer_01_ups_0_fct_std_half_skip": ("hybrid", 0),
+        "hybrid8_layer_01_ups_0_fct_std_half_k4_skip": ("hybrid", 4),
+        "grid8_skip": ("grid", 0),
+        "grid8_k4_skip": ("grid", 4),
+        "stock_skip": ("stock", 0),
+        "stock_k4_skip": ("stock", 4),
+    }
+    assert set(summary["experiments"]) == set(expected)
+    for name, (sampler, k) in expected.items():
+        exp = summary["experiments"][name]
+        assert (exp["render"]["sampler"], exp["render"]["fine_samples"], exp["render"]["skip_empty"]) == (
+            sampler,
+            k,
+            True,
+        )
+        assert (
+            exp["time_ratio"] > 0 and math.isfinite(exp["psnr_delta"]) and 0 <= exp["fraction_skipped"] <= 1
+        )
+        stats = json.loads((config.parent / "samplers" / "000" / name / "stats.json").read_text())
+        assert "gate" in stats and (config.parent / "samplers" / "000" / name / "gate_mask.png").is_file()
+    assert set(summary["grids"]) == {"8"} and summary["grids"]["8"]["evaluations"] == 8**3
+    assert summary["grids"]["8"]["fill_seconds"] > 0
+    per_image = json.loads((config.parent / "samplers" / "000" / "stats.json").read_text())
+    assert per_image["stock_k4_skip"]["metrics"]["quantitative"]["t_coarse"] > 0  # the coarse network ran
+    assert per_image["grid8_k4_skip"]["metrics"]["quantitative"]["t_coarse"] == 0
+    # a 4-sample final pass against the 8 + 8 + 1 of stock: fewer multiply-adds
+    assert summary["experiments"]["stock_k4_skip"]["macs"] < summary["base"]["macs"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--fine-samples", "1"],
+            "error: --fine-samples must be 0 (the model's own count) or at least 2, got 1",
+        ),
+        (["--fine-samples", "-8"], "error: --fine-samples must be 0"),
+        (["--grid-resolution", "1"], "error: --grid-resolution must be at least 2, got 1"),
+        (["--grid-resolution", "100000"], "error: --grid-resolution 100000 needs"),
+        (["--sampler", "occupancy"], "error: "),
+        (["--empty-threshold", "-1"], "error: --empty-threshold must be at least 0"),
+    ],
+)
+def test_bad_sampler_flags_are_one_line(trained, offline_home, work, args, message):
+    config = trained("activation-nerf")
+    result = run_eval(
+        ["--load-config", str(config), "--output-dir", "bad-sampler", *args], offline_home, work
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and lines[0].startswith(message) and "Traceback" not in result.stderr
+    assert not (config.parent / "bad-sampler").exists()
+
+
 def test_cli_errors_are_one_line(trained, offline_home, work, tmp_path):
     config = trained("activation-nerf")
     for args, message in [

@@ -94,6 +94,22 @@ class _NeRFFamily(ActivationRenderingMixin):
     def num_probe_samples(self) -> int:
         return self.config.num_coarse_samples
 
+    @property
+    def probe_mlp(self) -> MLP:
+        return self.replaced_network.mlp_base
+
+    def fine_macs_per_ray(self, fine_samples: int = 0) -> int:
+        c = self.config
+        # NeRF's stock PDFSampler(include_original=True) merges the N + 1 uniform bin edges with I + 1 new
+        # ones: N + I + 1 samples (193 for 64 + 128); Mip-NeRF's has I
+        stock = c.num_importance_samples + (
+            c.num_coarse_samples + 1 if self.sampler_pdf.include_original else 0
+        )
+        return (fine_samples or stock) * linear_macs(self.fine_field)
+
+    def skipped_macs_per_ray(self) -> int:
+        return self.config.num_coarse_samples * linear_macs(self.replaced_network)
+
     def probe_samples(self, ray_bundle: RayBundle, num_samples: int) -> RaySamples:
         return self.sampler_uniform(ray_bundle, num_samples=num_samples)
 
@@ -179,25 +195,11 @@ class ActivationNeRFModel(_NeRFFamily, NeRFModel):
         return self.field_fine
 
     @property
-    def probe_mlp(self) -> MLP:
-        return self.field_coarse.mlp_base
-
-    def probe_inputs(self, ray_samples: RaySamples) -> Tensor:
-        return self.field_coarse.position_encoding(ray_samples.frustums.get_positions())
-
-    @property
     def replaced_network(self) -> NeRFField:
         return self.field_coarse
 
-    def fine_macs_per_ray(self, fine_samples: int = 0) -> int:
-        c = self.config
-        # stock: PDFSampler(include_original=True) merges the N + 1 uniform bin edges with I + 1 new
-        # ones, N + I + 1 samples (193 for 64 + 128)
-        fine = fine_samples or c.num_coarse_samples + c.num_importance_samples + 1
-        return fine * linear_macs(self.field_fine)
-
-    def skipped_macs_per_ray(self) -> int:
-        return self.config.num_coarse_samples * linear_macs(self.field_coarse)
+    def probe_inputs(self, ray_samples: RaySamples) -> Tensor:
+        return self.field_coarse.position_encoding(ray_samples.frustums.get_positions())
 
 
 class ActivationMipNerfModel(_NeRFFamily, MipNerfModel):
@@ -214,19 +216,9 @@ class ActivationMipNerfModel(_NeRFFamily, MipNerfModel):
         return self.field
 
     @property
-    def probe_mlp(self) -> MLP:
-        return self.field.mlp_base
+    def replaced_network(self) -> NeRFField:
+        return self.field  # its coarse pass
 
     def probe_inputs(self, ray_samples: RaySamples) -> Tensor:
         gaussians = ray_samples.frustums.get_gaussian_blob()
         return self.field.position_encoding(gaussians.mean, covs=gaussians.cov)
-
-    @property
-    def replaced_network(self) -> NeRFField:
-        return self.field  # its coarse pass
-
-    def fine_macs_per_ray(self, fine_samples: int = 0) -> int:
-        return (fine_samples or self.config.num_importance_samples) * linear_macs(self.field)
-
-    def skipped_macs_per_ray(self) -> int:
-        return self.config.num_coarse_samples * linear_macs(self.field)
