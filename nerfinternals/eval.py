@@ -91,11 +91,11 @@ class ActivationDerivedDensity:
     keep_near_plane: bool = False
     """Sample from the training near plane at evaluation too (nerfstudio resets it to 0), for the stock baseline and ours alike."""
     precision: Precision = "fp32"
-    """Arithmetic of every render, base and ours: fp32 (exact), tf32 (CUDA only), bf16 / fp16 (autocast). On this project's CPU bf16 is the fastest and fp16 the second (README, "Precision")."""
+    """Arithmetic of every render, base and ours: fp32 (exact), tf32 (CUDA only), bf16 / fp16 (autocast). On this project's CPU bf16 is the fastest and fp16 the second (docs/rendering.md, "Precision")."""
     rescale: float = 1.0
     """Render the eval cameras at this fraction of their resolution (targets area-averaged to match), e.g. 0.125 for 400 px full-size runs on a CPU."""
     auto: bool = False
-    """Ignore --layer/--fct/--upsample/--probe-samples/--in-box: evaluate the fastest configuration whose PSNR on the run's val images is within --max-psnr-drop of stock (chosen once and recorded in the run folder as nerfinternals_auto.json; reused while it matches the checkpoint, budget, precision and rescale)."""
+    """Ignore --sampler/--fine-samples/--skip-empty/--layer/--fct/--upsample/--gate/--probe-samples/--in-box: evaluate the fastest configuration of any sampler and budget whose PSNR on the run's val images is within --max-psnr-drop of stock (chosen once and recorded in the run folder as nerfinternals_auto.json; reused only while the machine and device, --rescale, --precision, --max-psnr-drop, --keep-near-plane and the config's and checkpoint's contents are the same)."""
     max_psnr_drop: float = 0.1
     """--auto: the PSNR budget in dB against the stock sampler."""
     run_normal: bool = True

@@ -76,9 +76,9 @@ class InferenceOptions:
     keep_near_plane: bool = False
     """Sample from the training near plane (nerfstudio resets it to 0 when not training); also for --inference-sampler stock."""
     precision: Literal["fp32", "tf32", "bf16", "fp16"] = "fp32"
-    """fp32 (exact), tf32 (CUDA only), bf16 / fp16 (autocast). On this project's CPU bf16 is the fastest (see the README)."""
+    """fp32 (exact), tf32 (CUDA only), bf16 / fp16 (autocast). On this project's CPU bf16 is the fastest (docs/rendering.md, "Precision")."""
     auto: bool = False
-    """Use the configuration `eval.py --auto` chose for this run (fastest within --max-psnr-drop of stock on its val images); chosen now when not recorded yet. Replaces --layer/--fct/--upsample/--probe-samples/--in-box."""
+    """Use the configuration `eval.py --auto` chose for this run (fastest within --max-psnr-drop of stock on its val images); chosen now (at full resolution) when no record applies. Replaces --inference-sampler/--fine-samples/--skip-empty/--layer/--fct/--upsample/--gate/--probe-samples/--in-box."""
     max_psnr_drop: float = 0.1
     """--auto: PSNR budget in dB against the stock sampler on the val images."""
     overwrite: bool = False

@@ -10,7 +10,7 @@
 - ``argmax``: the distance between the argmax of ŵ and of the coarse weights (or GT depth) over all
   pixels, median and 90th percentile, in scene units and as a share of the ray length.
 
-Writes into ``<run dir>/<output-dir>/<image_idx:03>/`` (see the README, "Analysis figures").
+Writes into ``<run dir>/<output-dir>/<image_idx:03>/`` (docs/analysis.md).
 """
 
 from __future__ import annotations

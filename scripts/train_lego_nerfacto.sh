@@ -3,7 +3,7 @@
 # stand-in for a full-size nerfacto in CPU benchmarks (the full-size one needs a GPU). The paper's
 # Blender settings and sample counts ((256, 96) proposal + 48 field samples); proposal MLPs 4 x 64
 # instead of 4 x 256, an 8-level hash grid. The run is not shipped (it is trained on third-party data):
-# it lands in outputs/lego100/activation-nerfacto/run, checkpoint stripped to its weights.
+# it lands in outputs/lego100/lego/activation-nerfacto/run, checkpoint stripped to its weights.
 set -euo pipefail
 usage() {
   cat <<'USAGE'
