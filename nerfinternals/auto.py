@@ -243,7 +243,12 @@ def choose(
         "chosen": chosen,
         "reason": reason,
         "conditions": conditions(
-            config_path, max_psnr_drop, str(model.device), precision, rescale, keep_near_plane
+            config_path,
+            max_psnr_drop,
+            str(model.device),
+            precision=precision,
+            rescale=rescale,
+            keep_near_plane=keep_near_plane,
         ),
         "max_psnr_drop": max_psnr_drop,
         "checkpoint": ckpt.name,

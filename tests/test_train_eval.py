@@ -177,6 +177,11 @@ def test_eval_rescale_probe_options_and_precision(trained, wide, offline_home, m
         "gate": False,
         "n_probe": 4,
         "in_box": True,
+        "sampler": "activation",
+        "fine_samples": 0,
+        "skip_empty": False,
+        "empty_threshold": 1e-3,
+        "grid_resolution": 64,
     }
     root = config.parent / "half" / "000"
     with Image.open(root / name / "ours.png") as img:
