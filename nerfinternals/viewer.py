@@ -20,6 +20,7 @@ so a model without a viewer still pickles and deep-copies (a copy's controls dri
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from typing import Any
 
@@ -39,6 +40,9 @@ from nerfinternals.utils import synchronize
 
 ATTRIBUTE_PREFIX = "viewer_"
 """Prefix of the model attributes that hold the viewer elements."""
+
+SNAP_BACK_RESEND_S = 0.25
+"""Delay before a refused control's value is sent to the browsers again (see :meth:`InferencePanel.snap_back`)."""
 
 
 def supported_precisions(device) -> list[str]:
@@ -203,15 +207,25 @@ class InferencePanel:
             return  # nothing to do (e.g. the echo of a snap-back)
         try:
             self.model.set_inference(**{field: value})
-        except ValueError as err:
-            self.status.value = f"rejected: {err}"
-            element.value = current
-            return
-        except Exception as err:  # never let a callback take the viewer down
-            self.status.value = f"rejected: {type(err).__name__}: {err}"
-            element.value = current
+        except Exception as err:  # ValueError: refused; anything else must not take the viewer down either
+            reason = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
+            self.status.value = f"rejected: {reason}"
+            self.snap_back(field, element)
             return
         self.status.value = f"applied: {element.name} = {value}"
+
+    def snap_back(self, field: str, element: ViewerParameter) -> None:
+        """Show the setting's value in ``element`` again. In a viewer, the value is sent once more shortly
+        after: viser (0.2.7) relays a browser's change to the other clients after the callbacks have run,
+        and that relay replaces the reply not yet sent, so the browser would keep the refused value."""
+        element.value = getattr(self.model.config, field)
+        if element.gui_handle is not None:
+            timer = threading.Timer(SNAP_BACK_RESEND_S, self._resend, args=(field, element))
+            timer.daemon = True
+            timer.start()
+
+    def _resend(self, field: str, element: ViewerParameter) -> None:
+        element.value = getattr(self.model.config, field)
 
     def layer_hint(self) -> str:
         hint = "layer whose activations are probed, 0-based"
