@@ -225,7 +225,10 @@ class InferencePanel:
             timer.start()
 
     def _resend(self, field: str, element: ViewerParameter) -> None:
-        element.value = getattr(self.model.config, field)
+        try:
+            element.value = getattr(self.model.config, field)
+        except RuntimeError:  # the viewer's server has stopped meanwhile: no browser to update
+            pass
 
     def layer_hint(self) -> str:
         hint = "layer whose activations are probed, 0-based"

@@ -7,6 +7,7 @@ import copy
 import io
 import pickle
 import socket
+import time
 
 import pytest
 import torch
@@ -227,6 +228,8 @@ def test_installed_in_a_viser_server(model):
         assert elements["Fine samples"].gui_handle.value == 0
         assert model.config.fine_samples == 0
         assert elements["Status"].gui_handle.value.startswith("rejected: --fine-samples must be 0")
+        time.sleep(viewer.SNAP_BACK_RESEND_S + 0.25)  # the value is sent again, still the setting's
+        assert elements["Fine samples"].gui_handle.value == 0
 
         model.get_outputs_for_camera_ray_bundle(camera_bundle(width=7, height=5))
         assert elements["Last frame"].gui_handle.value.endswith(" ms, 7x5 px")
