@@ -214,23 +214,7 @@ def methods_for(model, cfg: SpeedQuality) -> tuple[list[Method], dict]:
             return model.render_sampled(bundle, **kwargs, stage_times=False)[0]
 
         def macs(outputs, kwargs=kwargs):
-            rendered = _rendered(outputs)
-            probed = rendered
-            if (
-                kwargs["gate"]
-                or kwargs["upsample"]
-                or (kwargs["skip_empty"] and kwargs["sampler"] != "hybrid")
-            ):
-                probed = 1.0
-            return model.macs_per_ray(
-                kwargs["layer"],
-                kwargs["upsample"],
-                rendered,
-                num_samples=kwargs["n_probe"],
-                probed_fraction=probed,
-                sampler=kwargs["sampler"],
-                fine_samples=kwargs["fine_samples"],
-            )
+            return model.render_macs_per_ray(kwargs, _rendered(outputs))
 
         note = ""
         if kwargs["sampler"] == "grid" and not any(m.config.get("sampler") == "grid" for m in methods[1:]):

@@ -397,24 +397,7 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
         if all("gate" in s[name] for s in per_image):
             exp["fraction_skipped"] = mean_or_none([s[name]["gate"]["fraction_skipped"] for s in per_image])
             rendered = 1.0 - exp["fraction_skipped"]
-        # the estimate runs on every pixel not ruled out before it: all of them with the gate or upsampling
-        # (probed first), and with the activation estimate's own skipping (it decides on the estimate); the
-        # in-box rays only (counted as all: at most) when both apply
-        probed = rendered
-        if kwargs["gate"] or kwargs["upsample"] or (kwargs["skip_empty"] and kwargs["sampler"] != "hybrid"):
-            probed = 1.0
-        exp["macs"] = (
-            model.macs_per_ray(
-                kwargs["layer"],
-                kwargs["upsample"],
-                rendered,
-                num_samples=kwargs["n_probe"],
-                probed_fraction=probed,
-                sampler=kwargs["sampler"],
-                fine_samples=kwargs["fine_samples"],
-            )
-            * pixels
-        )
+        exp["macs"] = model.render_macs_per_ray(kwargs, rendered) * pixels
         exp["macs_ratio"] = exp["macs"] / (base_macs * pixels)
         if base is not None:
             exp["time_ratio"] = exp["t"] / base["t"]

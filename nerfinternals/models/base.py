@@ -154,6 +154,24 @@ class ActivationRenderingMixin:
             )
         return float(estimate * probed_fraction + self.fine_macs_per_ray(fine_samples) * rendered_fraction)
 
+    def render_macs_per_ray(self, kwargs: dict, rendered_fraction: float) -> float:
+        """:meth:`macs_per_ray` of a :meth:`render_sampled` call (its keyword arguments) that rendered
+        ``rendered_fraction`` of the pixels. The estimate runs on every pixel not ruled out before it: all
+        of them with the gate or upsampling (probed first) and with skipping other than the hybrid's (it
+        decides on the estimate); the in-box rays are then counted as all of them (at most)."""
+        probed = rendered_fraction
+        if kwargs["gate"] or kwargs["upsample"] or (kwargs["skip_empty"] and kwargs["sampler"] != "hybrid"):
+            probed = 1.0
+        return self.macs_per_ray(
+            kwargs["layer"],
+            kwargs["upsample"],
+            rendered_fraction,
+            num_samples=kwargs["n_probe"],
+            probed_fraction=probed,
+            sampler=kwargs["sampler"],
+            fine_samples=kwargs["fine_samples"],
+        )
+
     # ---- the inference setting ---------------------------------------------------------------
     def inference_settings(self) -> dict:
         """The current inference setting: every :class:`ActivationInferenceConfig` field."""
