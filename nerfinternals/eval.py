@@ -15,12 +15,15 @@ folder, :mod:`nerfinternals.auto`) and evaluates that one.
 
 Writes ``<run dir>/<output-dir>/<image_idx:03>/{coarse-to-fine,target}.png`` and ``stats.json``,
 one ``layer_LL_ups_U_fct_NAME[_gate]/`` folder per experiment (``ours.png``, ``target.png``,
-``stats.json``, with ``--gate`` also ``gate_mask.png``), and ``summary.json`` (means over images,
-time and multiply-add ratios).
+``stats.json``, with ``--gate`` also ``gate_mask.png``), ``settings.json`` (what the results depend
+on, written first) and ``summary.json`` (means over images, time and multiply-add ratios). ``--resume``
+continues an interrupted evaluation with the same settings at its next image.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +107,8 @@ class ActivationDerivedDensity:
     """Output folder: relative to the run folder (where config.yml is), or an absolute path."""
     overwrite: bool = False
     """Replace the results of an earlier evaluation in a non-empty output folder."""
+    resume: bool = False
+    """Continue an interrupted evaluation in the output folder: images it finished are read back, not rendered again. Only with the same settings (every flag but --output-dir, the checkpoint, the device; recorded in settings.json), else an error."""
     max_images: int | None = None
     """Evaluate only the first N eval images (default: all)."""
     device: str | None = None
@@ -166,6 +171,8 @@ def _check(cfg: ActivationDerivedDensity) -> list[str]:
     fcts = fct_names(cfg.fct)
     if not cfg.layer:
         raise InputError("--layer needs at least one layer")
+    if cfg.resume and cfg.overwrite:
+        raise InputError("--resume keeps the finished images and --overwrite replaces them: choose one")
     if cfg.max_images is not None and cfg.max_images < 1:
         raise InputError(f"--max-images must be at least 1, got {cfg.max_images}")
     check_rescale(cfg.rescale)
@@ -243,7 +250,7 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
     except ValueError as err:
         raise InputError(str(err)) from None
     out_root = output_root(cfg.load_config, cfg.output_dir)
-    check_output(out_root, ckpt, cfg.overwrite)
+    check_output(out_root, ckpt, cfg.overwrite or cfg.resume)
     loader = pipeline.datamanager.fixed_indices_eval_dataloader
     num_images = len(loader) if cfg.max_images is None else min(len(loader), cfg.max_images)
     if num_images == 0:
@@ -256,6 +263,7 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
             "nothing to evaluate: --auto chose the stock sampler and --no-run-normal leaves it out"
         )
 
+    finished = resume_images(out_root, settings_record(cfg, ckpt, model, experiments), cfg.resume)
     per_image: list[dict] = []
     views = eval_views(model, loader, num_images, cfg.rescale)
     with torch.inference_mode():
@@ -267,6 +275,10 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
         with progress:
             task = progress.add_task("rendering", total=total)
             for image_idx, bundle, target in [first, *views]:
+                if image_idx in finished:
+                    per_image.append(finished[image_idx])
+                    progress.advance(task, len(experiments) + int(cfg.run_normal))
+                    continue
                 per_image.append(
                     _evaluate_image(
                         model, image_idx, bundle, target, experiments, cfg, out_root, progress, task
@@ -278,6 +290,54 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
     _print_table(summary)
     CONSOLE.print(f"results in {out_root}")
     return summary
+
+
+SETTINGS_FILE = "settings.json"
+
+
+def settings_flags(cfg: ActivationDerivedDensity) -> dict:
+    """The flags an evaluation's numbers depend on (all but where it reads and writes), as JSON values."""
+    skip = {"load_config", "output_dir", "overwrite", "resume"}
+    flags = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in skip}
+    return json.loads(json.dumps(flags))
+
+
+def settings_record(cfg: ActivationDerivedDensity, ckpt: Path, model, experiments) -> dict:
+    """``settings.json``: the flags, the checkpoint, the device and the experiments of an evaluation."""
+    return {
+        "flags": settings_flags(cfg),
+        "checkpoint": Path(ckpt).name,
+        "device": str(model.device),
+        "experiments": [name for name, _ in experiments],
+    }
+
+
+def resume_images(out_root: Path, record: dict, resume: bool) -> dict[int, dict]:
+    """Write ``record`` as the output folder's settings.json; with ``resume``, first check that a
+    non-empty folder holds an evaluation with the same settings and return the per-image stats of the
+    images it finished (image index -> stats.json; each is written whole once its image is done)."""
+    path = out_root / SETTINGS_FILE
+    finished: dict[int, dict] = {}
+    if resume and out_root.is_dir() and any(out_root.iterdir()):
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            raise InputError(
+                f"cannot resume in {out_root}: no readable {SETTINGS_FILE} records its settings "
+                "(pass --overwrite or choose another --output-dir)"
+            ) from None
+        differ = [k for k in record["flags"] if stored.get("flags", {}).get(k) != record["flags"][k]]
+        differ += [k for k in ("checkpoint", "device", "experiments") if stored.get(k) != record[k]]
+        if differ:
+            raise InputError(
+                f"cannot resume in {out_root}: it holds an evaluation with other settings "
+                f"({', '.join(differ)}): pass --overwrite or choose another --output-dir"
+            )
+        for stats in out_root.glob("*/stats.json"):
+            if stats.parent.name.isdigit():
+                finished[int(stats.parent.name)] = json.loads(stats.read_text())
+    write_json(path, record)
+    return finished
 
 
 def _warm_up(model, bundle, experiments, cfg) -> None:
