@@ -347,7 +347,20 @@ def plan(args, scenes: list[str], train_args: list[str], eval_args: list[str], c
     """The sweep's jobs in order (trainings, evals, collect), finished ones marked skipped."""
     out: Path = args.output_root.absolute()
     data: Path = args.data_root.absolute() if args.data_root else None
-    flags = eval_flags(eval_args) if "eval" in args.stages else {}
+    known = load_eval_args(out)
+    flags: dict = {}
+
+    def evaluated(run: Path, key: str) -> bool:
+        """Whether RUN/EVAL_DIR holds a finished evaluation with these settings (SweepError: other ones).
+
+        The eval.py flags are read (a slow import) only when the sweep's record of this folder's
+        arguments does not already tell."""
+        if known.get(key) == eval_args and (run / args.eval_dir / "summary.json").is_file():
+            return True
+        if not flags:
+            flags.update(eval_flags(eval_args))
+        return eval_state(run, args.eval_dir, flags) == "done"
+
     dataparser_args = _split(args.dataparser_args, "--dataparser-args")
     jobs: list[Job] = []
     trainings: dict[tuple[str, str], int] = {}
@@ -367,7 +380,7 @@ def plan(args, scenes: list[str], train_args: list[str], eval_args: list[str], c
             ]  # fmt: skip
             job = Job("train", scene, method, command)
             if done:
-                job.state, job.note = "skipped", f"final checkpoint {done.name} exists"
+                job.state, job.note = "skipped", f"done: {done.name}"
             trainings[(scene, method)] = len(jobs)
             jobs.append(job)
     evals = []
@@ -385,12 +398,10 @@ def plan(args, scenes: list[str], train_args: list[str], eval_args: list[str], c
                 if train is not None and jobs[train].state != "skipped":
                     job.depends = [train]
                 elif not trained:
-                    job.state, job.note = "skipped", "no finished training (run the train stage)"
-                if job.state != "skipped" and eval_state(run, args.eval_dir, flags) == "done":
-                    job.state, job.note = (
-                        "skipped",
-                        f"{args.eval_dir}/summary.json with these settings exists",
-                    )
+                    job.state, job.note = "skipped", "no finished training"
+                key = f"{scene}/{method}/{args.eval_dir}"
+                if job.state != "skipped" and evaluated(run, key):
+                    job.state, job.note = "skipped", f"done: {args.eval_dir}/summary.json, same settings"
                 evals.append(len(jobs))
                 jobs.append(job)
     if "collect" in args.stages:
@@ -432,6 +443,25 @@ def save_jobs(output_root: Path, executor: str, jobs: list[Job]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"executor": executor, "jobs": [asdict(j) for j in jobs]}, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def load_eval_args(output_root: Path) -> dict[str, list[str]]:
+    """``SCENE/METHOD/EVAL_DIR`` -> the eval.py arguments the sweep last submitted for it."""
+    try:
+        return json.loads((output_root / STATE_DIR / "eval_args.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def save_eval_args(output_root: Path, jobs: list[Job], eval_args: list[str], eval_dir: str) -> None:
+    known = load_eval_args(output_root)
+    for job in jobs:
+        if job.stage == "eval" and job.job_id:
+            known[f"{job.scene}/{job.method}/{eval_dir}"] = eval_args
+    path = output_root / STATE_DIR / "eval_args.json"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(known, indent=2) + "\n")
     os.replace(tmp, path)
 
 
@@ -530,7 +560,7 @@ def submit_slurm(args, jobs: list[Job], folder: Path) -> None:
         if job.stage == "eval":
             update("ns-internals-eval", f"afterok:{ids[0]}" if ids else None)
         else:  # collect: no GPU, after every eval whatever became of it
-            update("ns-internals-collect", f"afterany:{':'.join(ids)}" if ids else None, gpus_per_node=0)
+            update("ns-internals-collect", f"afterany:{':'.join(ids)}" if ids else None, gpus_per_node=None)
         record(job, executor.submit(run_step, job.command))
 
 
@@ -583,6 +613,8 @@ def run_local(jobs: list[Job], folder: Path, gpus: list[int], save, console: Con
                 live.update(table(jobs, title))
                 time.sleep(0.5)
             live.update(table(jobs, title))
+        if not console.is_terminal:
+            console.line()
     except KeyboardInterrupt:
         for running in slots.values():
             if running:
@@ -642,6 +674,7 @@ def sweep(argv: list[str] | None, console: Console) -> int:
 
     def save() -> None:
         save_jobs(out, args.executor, jobs)
+        save_eval_args(out, jobs, eval_args, args.eval_dir)
 
     if args.executor == "slurm":
         submit_slurm(args, jobs, folder)
@@ -652,9 +685,6 @@ def sweep(argv: list[str] | None, console: Console) -> int:
     save()
     run_local(jobs, folder, gpus, save, console)
     failed = [j for j in jobs if j.state in ("failed", "cancelled")]
-    for job in jobs:
-        if job.state == "skipped":
-            console.print(f"{job.stage} {job.scene} {job.method}: skipped ({job.note})")
     if failed:
         console.print(f"[red]{len(failed)} job(s) failed or were cancelled[/]: logs in {folder}")
         return 1
@@ -667,7 +697,7 @@ def sweep(argv: list[str] | None, console: Console) -> int:
 
 def entrypoint(argv: list[str] | None = None) -> None:
     """Console script ``ns-internals-sweep``: bad input is one ``error:`` line and exit code 2."""
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=140)
     try:
         code = sweep(argv, console)
     except SweepError as err:
