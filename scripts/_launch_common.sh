@@ -55,6 +55,9 @@ Method settings (the authors'):
 $(_launch_format_opts "${METHOD_OPTS[@]}")
 Dataparser settings ($DATAPARSER):
 $(_launch_format_opts "${DATAPARSER_OPTS[@]}")
+
+To train, evaluate and tabulate many scenes and methods resumably, on this machine or on SLURM,
+use ns-internals-sweep with these settings (docs/sweeps.md).
 EOF
 }
 

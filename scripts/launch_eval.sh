@@ -26,6 +26,8 @@ Options:
   -- EVAL_ARGS            passed to eval.py, e.g. -- --layer 0 1 --fct 1 --upsample
 
 Environment: PYTHON (default: the repository's .venv/bin/python if present, else python3).
+
+ns-internals-sweep --stages eval collect does the same resumably, also on SLURM (docs/sweeps.md).
 EOF
 }
 
