@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -378,3 +379,32 @@ def test_train_lego_nerfacto_help_dry_run_and_missing_data(tmp_path):
     assert not (tmp_path / "out").exists()
     missing = run("train_lego_nerfacto.sh", str(tmp_path / "nope"))
     assert missing.returncode == 2 and missing.stderr.startswith("error: no Blender scene at")
+
+
+def test_collect_results_per_scene_and_one_mean_table_per_eval_folder(tmp_path):
+    runs = _fake_runs(tmp_path / "out")
+    other = _summary("activation-nerf", 20.0, 25.0, 0.5, None)  # fern evaluated again, other settings
+    (runs["fern"] / "eval-grid").mkdir()
+    (runs["fern"] / "eval-grid" / "summary.json").write_text(json.dumps(other))
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "collect_results.py"), str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    means = {(r["eval_dir"], r["data"], r["experiment"]): r for r in results["rows"]}
+    exp = "layer_00_ups_0_fct_std_half"
+    # the eval folders are never averaged together: fern's second evaluation is a group of its own
+    assert means[("eval", "llff+ndc", exp)]["runs"] == 2
+    assert means[("eval", "llff+ndc", exp)]["psnr"] == pytest.approx(25.0)
+    assert means[("eval-grid", "llff+ndc", exp)]["runs"] == 1
+    assert means[("eval-grid", "llff+ndc", exp)]["psnr"] == pytest.approx(20.0)
+    per_scene = {(r["scene"], r["eval_dir"], r["experiment"]): r for r in results["per_scene"]}
+    assert len(per_scene) == 2 * 4  # base + one experiment for fern (twice), trex and lego
+    assert per_scene[("trex", "eval", exp)]["psnr"] == pytest.approx(26.0)
+    assert per_scene[("trex", "eval", exp)]["time_ratio"] == pytest.approx(0.3)
+    assert per_scene[("fern", "eval-grid", "base")]["psnr"] == pytest.approx(25.0)
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "## Eval folder `eval`" in md and "## Eval folder `eval-grid`" in md
+    assert f"| trex | activation-nerf | llff+ndc | eval | {exp} | 26.00 | 0.5000 | — | 0.300 | 0.600 |" in md
+    assert f"- {runs['room']}\n" in md  # the run without a summary
