@@ -260,7 +260,8 @@ def eval_flags(eval_args: list[str]) -> dict:
     import tyro
 
     from nerfinternals.common import _tyro_message
-    from nerfinternals.eval import ActivationDerivedDensity, settings_flags
+    from nerfinternals.eval import ActivationDerivedDensity, _check, settings_flags
+    from nerfinternals.loading import InputError
 
     for arg in eval_args:
         if arg.split("=")[0] in SWEEP_EVAL_FLAGS:
@@ -271,6 +272,10 @@ def eval_flags(eval_args: list[str]) -> dict:
             cfg = tyro.cli(ActivationDerivedDensity, args=["--load-config", "config.yml", *eval_args])
     except SystemExit:
         raise SweepError(f"--eval-args: {_tyro_message(captured.getvalue())}") from None
+    try:
+        _check(cfg)  # the values eval.py refuses before loading a model
+    except InputError as err:
+        raise SweepError(f"--eval-args: {err}") from None
     return settings_flags(cfg)
 
 

@@ -241,6 +241,7 @@ def test_bad_input_is_one_line_and_submits_nothing(slurm, sweep_here, tmp_path):
         (["--data-root", str(data), "--scenes", "ship"], None, "scene 'ship' not found"),
         (["--data-root", str(data), "--eval-args=--layer zero"], None, "--eval-args:"),
         (["--data-root", str(data), "--eval-args=--output-dir x"], None, "--output-dir is set by the sweep"),
+        (["--data-root", str(data), "--eval-args=--fct 7"], None, "--eval-args: --fct 7 is out of range"),
         (["--data-root", str(data), *SLURM_ARGS[:1], "slurm", "--slurm-time", "soon"], None, "--slurm-time: cannot read 'soon'"),
         (["--data-root", str(data), "--executor", "slurm", "--slurm-extra", "account"], None, "--slurm-extra: expected KEY=VALUE"),
         (["--status", "--output-root", str(tmp_path / "out")], None, "no sweep in"),
