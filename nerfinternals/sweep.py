@@ -596,6 +596,7 @@ def run_local(jobs: list[Job], folder: Path, gpus: list[int], save, console: Con
                     if job.stage != "collect" and any(d.state in ("failed", "cancelled") for d in deps):
                         job.state, job.note = "cancelled", f"its {deps[0].stage} failed"
                         todo.remove(job)
+                        save()
                         continue
                     if any(d.state in ("pending", "running") for d in deps):
                         continue

@@ -373,3 +373,18 @@ def test_eval_resume_continues_at_the_next_image_with_the_same_settings(local_sw
     (ev / "settings.json").unlink()  # an evaluation folder that records no settings
     with pytest.raises(InputError, match="no readable settings.json"):
         evaluate(cfg(resume=True))
+
+
+def test_local_sweep_a_failed_training_cancels_its_eval(tmp_path):
+    data = blender_stubs(tmp_path / "data", ["lego"])
+    out = tmp_path / "out"
+    result = sweep(
+        "--data-root", str(data), "--output-root", str(out), "--stages", "train", "eval",
+        "--", "--no-such-flag", env={"CUDA_VISIBLE_DEVICES": ""},
+    )  # fmt: skip
+    assert result.returncode == 1 and "2 job(s) failed or were cancelled" in result.stdout
+    train, eval_ = json.loads((out / "_sweep" / "jobs.json").read_text())["jobs"]
+    assert (train["state"], eval_["state"]) == ("failed", "cancelled") and eval_["job_id"] is None
+    assert eval_["note"] == "its train failed" and train["note"] == f"see {train['log']}"
+    log = Path(train["log"]).read_text() + Path(train["log"]).with_suffix(".err").read_text()
+    assert "--no-such-flag" in log and "ns-train exited with status" in log
