@@ -388,3 +388,21 @@ def test_local_sweep_a_failed_training_cancels_its_eval(tmp_path):
     assert eval_["note"] == "its train failed" and train["note"] == f"see {train['log']}"
     log = Path(train["log"]).read_text() + Path(train["log"]).with_suffix(".err").read_text()
     assert "--no-such-flag" in log and "ns-train exited with status" in log
+
+
+def test_local_executor_uses_the_visible_gpus_else_nvidia_smi(tmp_path, monkeypatch):
+    from nerfinternals.sweep import local_gpus
+
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text('#!/bin/sh\n[ "$1" = --query-gpu=index ] && printf "0\\n1\\n2\\n"\n')
+    smi.chmod(0o755)
+    monkeypatch.setenv("NVIDIA_SMI", str(smi))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert local_gpus() == [0, 1, 2]  # one job per GPU at a time
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")
+    assert local_gpus() == [2, 0]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert local_gpus() == []  # the CPU: one job at a time
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setenv("NVIDIA_SMI", str(tmp_path / "none"))
+    assert local_gpus() == []
