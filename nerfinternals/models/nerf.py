@@ -98,7 +98,7 @@ class _NeRFFamily(ActivationRenderingMixin):
     def probe_mlp(self) -> MLP:
         return self.replaced_network.mlp_base
 
-    def fine_macs_per_ray(self, fine_samples: int = 0) -> int:
+    def fine_macs_per_ray(self, fine_samples: int = 0, proposal_stages: bool = True) -> int:
         c = self.config
         # NeRF's stock PDFSampler(include_original=True) merges the N + 1 uniform bin edges with I + 1 new
         # ones: N + I + 1 samples (193 for 64 + 128); Mip-NeRF's has I
@@ -127,7 +127,12 @@ class _NeRFFamily(ActivationRenderingMixin):
         }
 
     def render_from_weights(
-        self, ray_bundle: RayBundle, ray_samples: RaySamples, weights: Tensor, fine_samples: int = 0
+        self,
+        ray_bundle: RayBundle,
+        ray_samples: RaySamples,
+        weights: Tensor,
+        fine_samples: int = 0,
+        proposal_stages: bool = True,
     ) -> dict:
         sampler = self.sampler_pdf
         if (
@@ -157,7 +162,7 @@ class _NeRFFamily(ActivationRenderingMixin):
         unit = (positions - lo) / (hi - lo)
         return unit, ((unit >= 0) & (unit <= 1)).all(dim=-1)
 
-    def grid_density(self, unit: Tensor, resolution: int) -> Tensor:
+    def grid_density(self, unit: Tensor, resolution: int, source: str = "replaced") -> Tensor:
         lo, hi = self._grid_box()
         field = self.replaced_network
         positions = lo + unit * (hi - lo)

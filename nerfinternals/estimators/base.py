@@ -1,0 +1,99 @@
+"""What every estimator is: one object with one job, and the options of a render.
+
+An estimator is built per rendered image (:meth:`Estimator.prepare` holds whatever it computes once per
+image: a density grid, a probed activation volume, the gate) and then, chunk by chunk, gives weights on
+the replaced network's N uniform samples of each ray (:meth:`Estimator.weights`), the per-ray mass that
+decides which rays are empty (:meth:`Estimator.mass`) and, where it replaces later proposal stages too,
+the samples and weights the final pass draws its K samples from (:meth:`Estimator.refine`). The render
+loop (:mod:`nerfinternals.estimators.loop`) applies budgets, skipping, precision and timing around all
+of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from nerfstudio.cameras.rays import RayBundle, RaySamples
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Keyword arguments of ``render_sampled`` (see its docstring); one per render."""
+
+    sampler: str = "activation"
+    layer: int = 1
+    fct: str = "std_half"
+    upsample: bool = False
+    gate: bool = False
+    threshold: float | None = None
+    n_probe: int | None = None
+    in_box: bool = False
+    fine_samples: int = 0
+    skip_empty: bool = False
+    empty_threshold: float = 1e-3
+    grid_resolution: int = 64
+
+
+class Estimator:
+    """Weights on each ray's uniform samples, from something cheaper than the network they replace.
+
+    Args:
+        model: the activation-* model (its hooks: ``probe_samples``, ``grid_coordinates``, ...).
+        options: the render's options.
+    """
+
+    name: ClassVar[str] = ""
+    stage: ClassVar[str] = "t_act"
+    """Stage time the estimate counts to ("t_coarse" for the stock network itself)."""
+    normalise: ClassVar[bool] = True
+    """Normalise each ray's weights before importance sampling (the stock sampler passes them raw)."""
+    uses_box: ClassVar[bool] = True
+    """``in_box`` applies: uniform samples on the ray's segment inside the scene box."""
+    probes: ClassVar[bool] = False
+    """Runs the activation probe (``layer``, ``fct``, ``upsample`` and ``gate`` apply)."""
+
+    def __init__(self, model, options: RenderOptions) -> None:
+        self.model = model
+        self.options = options
+        self.final = False
+        """True when :meth:`refine` replaced every later proposal stage: the final pass samples the field
+        from the returned weights directly."""
+        self.outputs: dict[str, Tensor] = {}
+        """Per-image outputs of the estimate (flattened (H * W, C)), e.g. the gate's activation map."""
+
+    @classmethod
+    def check(cls, model, options: RenderOptions) -> None:
+        """Raise ``ValueError`` (one line) unless ``options`` can render on ``model``."""
+
+    def prepare(self, camera_ray_bundle: RayBundle, mask: Tensor | None, in_box: bool) -> Tensor | None:
+        """Once per (H, W) image, before its chunks: returns the (H, W) mask of pixels to render (``mask``,
+        the rays crossing the scene box or None for all, narrowed further by the estimator if it gates)."""
+        return mask
+
+    def weights(self, rays: RayBundle, samples: RaySamples, rows: slice | Tensor) -> Tensor:
+        """Unnormalised weights (R, N, 1) on ``samples``, the N uniform samples of ``rays`` (rows ``rows``
+        of the image's flattened pixels)."""
+        raise NotImplementedError
+
+    def mass(
+        self, rays: RayBundle, samples: RaySamples, rows: slice | Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """Per-ray accumulated estimate (R,) that decides which rays are empty, and the weights if they
+        were computed on the way (reused when the ray is kept)."""
+        weights = self.weights(rays, samples, rows)
+        return torch.nan_to_num(weights.sum(dim=(-2, -1)), nan=0.0), weights
+
+    def refine(self, rays: RayBundle, samples: RaySamples, weights: Tensor) -> tuple[RaySamples, Tensor]:
+        """Later stages of the estimate (set :attr:`final` when they replace every proposal stage)."""
+        return samples, weights
+
+
+def grid_weights(model, samples: RaySamples, grid) -> Tensor:
+    """Unnormalised weights (R, S, 1) of a density grid's density on ``samples`` (0 where the grid's network
+    has no support)."""
+    unit, inside = model.grid_coordinates(samples.frustums.get_positions())
+    density = grid.density(unit) * inside
+    return torch.nan_to_num(samples.get_weights(density[..., None]), nan=0.0)
