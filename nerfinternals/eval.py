@@ -44,10 +44,12 @@ from nerfinternals.common import (
     write_json,
     write_png,
 )
+from nerfinternals.estimators import ESTIMATORS, RenderOptions
 from nerfinternals.internals import num_probe_layers
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import LPIPS_BACKBONE, image_metrics
 from nerfinternals.models.inference import (
+    SAMPLERS,
     check_empty_threshold,
     check_fine_samples,
     check_grid_resolution,
@@ -74,8 +76,8 @@ class ActivationDerivedDensity:
     """Probe every 2nd pixel per axis with half the samples and upsample the activations."""
     gate: bool = False
     """Run importance sampling and the fine pass only for pixels whose mean activation along the ray is below the image mean (the paper's Fig. 3); the others take the background colour. Combines with the activation-informed sampling (and --upsample); stats.json reports the fraction of rays skipped."""
-    sampler: tuple[Literal["activation", "grid", "hybrid", "stock"], ...] = ("activation",)
-    """Estimate(s) to evaluate, each an experiment set: activation (the paper's, every --layer x --fct), grid (the replaced network's density on a --grid-resolution^3 grid, filled once per loaded model: a post hoc density grid), hybrid (activation estimate, the grid decides which rays are empty with --skip-empty), stock (the replaced network itself: with --fine-samples, stock at other budgets)."""
+    sampler: tuple[Literal[SAMPLERS], ...] = ("activation",)
+    """Estimate(s) to evaluate, each an experiment set: activation (the paper's, every --layer x --fct), grid (the replaced network's density on a --grid-resolution^3 grid, filled once per loaded model: a post hoc density grid), grid-all (nerfacto: every proposal stage replaced by a grid of the field's density, no proposal network at render time; NeRF / Mip-NeRF, with a single coarse stage: the same as grid), hybrid (activation estimate, the grid decides which rays are empty with --skip-empty), stock (the replaced network itself: with --fine-samples, stock at other budgets)."""
     fine_samples: tuple[int, ...] = (0,)
     """Final-pass samples per ray, each an experiment (0: the model's own). NeRF: K importance samples without the 64 uniform originals (stock: 64 + 128); Mip-NeRF: K (stock 128); nerfacto: K field samples (stock 48) and the later proposal stage scaled by K/48."""
     skip_empty: bool = False
@@ -83,7 +85,7 @@ class ActivationDerivedDensity:
     empty_threshold: float = 1e-3
     """--skip-empty: accumulation below which a ray is empty (0: none is)."""
     grid_resolution: int = 64
-    """Cells per axis of the density grid (grid, hybrid)."""
+    """Cells per axis of the density grid (grid, grid-all, hybrid)."""
     probe_samples: int = 0
     """Samples per ray the probe evaluates (0: as many as the replaced network); fewer are linearly interpolated along the ray onto the replaced network's samples."""
     in_box: bool = False
@@ -133,7 +135,7 @@ def experiment_name(
         if sampler == "hybrid":
             name = f"hybrid{grid_resolution}_{name}"
     else:
-        name = f"grid{grid_resolution}" if sampler == "grid" else "stock"
+        name = f"{sampler}{grid_resolution}" if sampler in ("grid", "grid-all") else "stock"
     return (
         name
         + ("_box" if in_box and sampler != "stock" else "")
@@ -367,8 +369,7 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
         "lpips_backbone": LPIPS_BACKBONE,
         "macs_note": "MLP multiply-adds (Linear layers) per image; encodings and compositing not counted",
         "grids": {
-            str(r): model.density_grid(r).describe()
-            for r in sorted({k["grid_resolution"] for _, k in experiments if _uses_grid(k)})
+            _grid_name(model, k): model.grid_of(k).describe() for _, k in experiments if model.grid_of(k)
         },
         "experiments": {},
     }
@@ -407,8 +408,10 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
     return summary
 
 
-def _uses_grid(kwargs: dict) -> bool:
-    return kwargs["sampler"] == "grid" or (kwargs["sampler"] == "hybrid" and kwargs["skip_empty"])
+def _grid_name(model, kwargs: dict) -> str:
+    """A density grid's key in the summary: its resolution, and "-field" for a grid of nerfacto's field."""
+    source = ESTIMATORS[kwargs["sampler"]].grid_source(model, RenderOptions(**kwargs))
+    return str(kwargs["grid_resolution"]) + ("-field" if source == "field" else "")
 
 
 def _fmt(value, spec: str) -> str:

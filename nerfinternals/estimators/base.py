@@ -21,20 +21,41 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class RenderOptions:
-    """Keyword arguments of ``render_sampled`` (see its docstring); one per render."""
+    """The options of one render (``render_sampled``'s arguments, in order)."""
 
     sampler: str = "activation"
+    """The estimate: a name of :data:`nerfinternals.estimators.ESTIMATORS`. "activation": layer ``layer``'s
+    activations through ``fct`` (the paper); "grid": the replaced network's density on a
+    ``grid_resolution``^3 grid; "grid-all": nerfacto's every proposal stage replaced by a grid of the
+    field's density (elsewhere "grid"); "hybrid": the activation estimate, with the grid deciding which
+    rays are empty (the probe runs only on the others); "stock": the replaced network itself."""
     layer: int = 1
+    """Probed layer (0-based); activation and hybrid."""
     fct: str = "std_half"
+    """Transform name, one of :data:`nerfinternals.internals.TRANSFORMS`."""
     upsample: bool = False
+    """Probe every 2nd pixel per axis with N/2 samples and upsample the volume."""
     gate: bool = False
+    """First compute the activation map V_l (per-pixel mean of v over the ray's samples; with ``upsample``,
+    of the upsampled volume); pixels with V_l >= ``threshold`` skip importance sampling and the fine pass
+    and take the background colour (accumulation and depth 0)."""
     threshold: float | None = None
+    """The gate's threshold; None: the mean μ(V_l) over the image (with ``in_box``, over the pixels whose
+    ray crosses the box). ``math.inf`` admits every pixel and reproduces the ungated render exactly."""
     n_probe: int | None = None
+    """The probe evaluates this many uniform samples per ray (default: N, the replaced network's count);
+    v is linearly interpolated along the ray onto the N samples."""
     in_box: bool = False
+    """Place the N uniform samples (and the probe's) on the ray's segment inside the scene box; rays that
+    miss it are not rendered (background), like gated pixels. Not for stock."""
     fine_samples: int = 0
+    """K, the final pass's samples per ray (0: the model's own; see ``ActivationInferenceConfig.fine_samples``)."""
     skip_empty: bool = False
+    """Rays whose estimate accumulates less than ``empty_threshold`` along the ray take the background
+    colour without a final pass (0 skips none: the render is unchanged)."""
     empty_threshold: float = 1e-3
     grid_resolution: int = 64
+    """Cells per axis of the density grid (grid, grid-all, hybrid)."""
 
 
 class Estimator:
@@ -67,6 +88,12 @@ class Estimator:
     @classmethod
     def check(cls, model, options: RenderOptions) -> None:
         """Raise ``ValueError`` (one line) unless ``options`` can render on ``model``."""
+
+    @classmethod
+    def grid_source(cls, model, options: RenderOptions) -> str | None:
+        """The network that fills the density grid this estimate uses (see the models' ``density_grid``),
+        None: no grid."""
+        return None
 
     def prepare(self, camera_ray_bundle: RayBundle, mask: Tensor | None, in_box: bool) -> Tensor | None:
         """Once per (H, W) image, before its chunks: returns the (H, W) mask of pixels to render (``mask``,

@@ -10,11 +10,14 @@ class GridEstimator(Estimator):
     first use per loaded model, looked up trilinearly on the uniform samples."""
 
     name = "grid"
-    source = "replaced"
-    """Which network fills the grid (see ``grid_density`` of the models)."""
+
+    @classmethod
+    def grid_source(cls, model, options):
+        return "replaced"
 
     def prepare(self, camera_ray_bundle, mask, in_box):
-        self.grid = self.model.density_grid(self.options.grid_resolution, self.source)
+        source = self.grid_source(self.model, self.options)
+        self.grid = self.model.density_grid(self.options.grid_resolution, source)
         return mask
 
     def weights(self, rays, samples, rows):

@@ -1,16 +1,16 @@
 """The density grid in place of every proposal stage of nerfacto (``grid-all``).
 
-The first stage is the ``grid`` estimate on the initial samples, but from a grid filled with the field's
-own density (the sharpest the model has); each later proposal stage draws its stock sample count
-(scaled with the final budget, as the proposal networks' would be) from the previous stage's weights and
-weighs the new samples with the same grid, so that no proposal network runs at render time. On models
-with a single coarse stage (NeRF, Mip-NeRF) there are no later stages and the field's grid is the fine
-network's, so ``grid-all`` is ``grid`` there: their grid is filled from the replaced (coarse) network.
+nerfacto's proposal sampler with each proposal network's density looked up in one grid instead: the
+initial samples weighed by the grid, each later stage drawing its sample count (stock, or scaled with the
+final budget as the proposal networks' would be) from the previous stage's weights and weighed by the grid
+again, the field's samples drawn from the last; the weights pass unnormalised, as stock passes the
+proposal networks'. The grid holds the field's own density (the sharpest the model has), so no proposal
+network runs at render time. On models with a single coarse stage (NeRF, Mip-NeRF) there is no later
+stage and ``grid-all`` is ``grid``: the coarse network's grid, normalised weights.
 """
 
 from __future__ import annotations
 
-from nerfinternals import internals
 from nerfinternals.estimators.base import grid_weights
 from nerfinternals.estimators.grid import GridEstimator
 
@@ -20,16 +20,18 @@ class GridAllEstimator(GridEstimator):
 
     name = "grid-all"
 
-    @property
-    def source(self) -> str:
-        return "field" if self.model.later_proposal_counts(self.options.fine_samples) else "replaced"
+    def __init__(self, model, options) -> None:
+        super().__init__(model, options)
+        self.counts = model.later_proposal_counts(options.fine_samples)
+        self.normalise = not self.counts  # nerfacto: as its proposal sampler, unnormalised
+        self.final = bool(self.counts)
+
+    @classmethod
+    def grid_source(cls, model, options):
+        return "field" if model.later_proposal_counts(options.fine_samples) else "replaced"
 
     def refine(self, rays, samples, weights):
-        counts = self.model.later_proposal_counts(self.options.fine_samples)
-        pdf_sampler = getattr(self.model, "proposal_sampler", None)
-        for num in counts:
-            weights = internals.normalise_weights(weights)
-            samples = pdf_sampler.pdf_sampler(rays, samples, weights, num_samples=num)
+        for num in self.counts:
+            samples = self.model.proposal_sampler.pdf_sampler(rays, samples, weights, num_samples=num)
             weights = grid_weights(self.model, samples, self.grid)
-        self.final = bool(counts)
         return samples, weights

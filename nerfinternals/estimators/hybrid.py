@@ -12,6 +12,10 @@ class HybridEstimator(ActivationEstimator):
 
     name = "hybrid"
 
+    @classmethod
+    def grid_source(cls, model, options):
+        return "replaced" if options.skip_empty else None
+
     def prepare(self, camera_ray_bundle, mask, in_box):
         if self.options.skip_empty:
             self.grid = self.model.density_grid(self.options.grid_resolution)

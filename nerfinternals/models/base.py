@@ -1,15 +1,10 @@
-"""Activation-informed rendering shared by the three models.
+"""Activation-informed rendering shared by the three models: their hooks and the inference setting.
 
-Each model supplies five hooks (what to probe, how to sample and encode, how to render from the
-estimated weights, and its per-ray compute); :class:`ActivationRenderingMixin` runs the method of
-:mod:`nerfinternals.internals` over a whole camera, chunked like nerfstudio's own
-``get_outputs_for_camera_ray_bundle``, and times each stage.
-
-:class:`ActivationInferenceConfig` holds the model's *inference setting* (config fields of all three
-models): when the model is not training, nerfstudio's whole-camera entry point
-(``get_outputs_for_camera_ray_bundle``, used for eval images, ``ns-render``, the viewer and
-``ns-eval``) renders with that sampler at that precision. The default is the stock sampler in fp32,
-so training and stock behaviour are unchanged.
+Each model supplies the hooks below (what to probe, how to sample and encode, how to render from the
+estimated weights, its grid and its per-ray compute); :meth:`ActivationRenderingMixin.render_sampled`
+renders a whole camera with an estimator of :mod:`nerfinternals.estimators`. When the model is not
+training, nerfstudio's whole-camera entry point (eval images, ``ns-render``, the viewer, ``ns-eval``)
+renders with the model's *inference setting* (:class:`ActivationInferenceConfig`; default: stock, fp32).
 """
 
 from __future__ import annotations
@@ -22,18 +17,15 @@ import torch
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.field_components.mlp import MLP
 from nerfstudio.model_components.scene_colliders import NearFarCollider
-from nerfstudio.utils import colormaps
 from torch import Tensor
 
-from nerfinternals import internals
+from nerfinternals import cost, internals
 from nerfinternals.estimators import ESTIMATORS, Estimator, RenderOptions, loop
-from nerfinternals.estimators.activation import gate
 from nerfinternals.grid import DensityGrid
-from nerfinternals.metrics import drop_nan_lpips
+from nerfinternals.metrics import drop_nan_lpips, final_pass_metrics_and_images
 from nerfinternals.models import inference
 from nerfinternals.models.inference import INFERENCE_FIELDS, ActivationInferenceConfig, render_kwargs
 from nerfinternals.precision import as_float32, check_precision, precision_scope
-from nerfinternals.utils import StageTimer
 
 
 class ActivationRenderingMixin:
@@ -136,56 +128,13 @@ class ActivationRenderingMixin:
         return self.skipped_macs_per_ray() + self.fine_macs_per_ray(0)
 
     # ---- the method --------------------------------------------------------------------------
-    def macs_per_ray(
-        self,
-        layer: int | None,
-        upsample: bool = False,
-        rendered_fraction: float = 1.0,
-        num_samples: int | None = None,
-        probed_fraction: float = 1.0,
-        sampler: str | None = None,
-        fine_samples: int = 0,
-    ) -> float:
-        """Multiply-adds of the MLPs per ray, for ``sampler`` (default: "stock" when ``layer`` is None,
-        else "activation").
-
-        estimate x ``probed_fraction`` + final pass x ``rendered_fraction`` (the share of pixels
-        rendered: the gate, ``in_box`` and empty-ray skipping leave some out). The estimate: the
-        replaced network on N samples (stock), nothing (grid: its fill is a one-time cost), or the probe
-        through layers 0..l on ``num_samples`` (default N) samples of each pixel (with ``upsample`` on a
-        quarter of the pixels with half the samples). Encodings, hash look-ups and compositing are not
-        counted.
-        """
-        sampler = sampler or ("stock" if layer is None else "activation")
-        if sampler == "stock":
-            estimate = float(self.skipped_macs_per_ray())
-        elif sampler in ("grid", "grid-all"):
-            estimate = 0.0
-        else:
-            n = num_samples or self.num_probe_samples
-            estimate = internals.probe_macs(self.probe_mlp, layer) * (
-                internals.half(n) / 4 if upsample else n
-            )
-        fine = self.fine_macs_per_ray(fine_samples, proposal_stages=sampler != "grid-all")
-        return float(estimate * probed_fraction + fine * rendered_fraction)
+    def macs_per_ray(self, layer: int | None, *args, **kwargs) -> float:
+        """Multiply-adds of the MLPs per ray of a setting (:func:`nerfinternals.cost.macs_per_ray`)."""
+        return cost.macs_per_ray(self, layer, *args, **kwargs)
 
     def render_macs_per_ray(self, kwargs: dict, rendered_fraction: float) -> float:
-        """:meth:`macs_per_ray` of a :meth:`render_sampled` call (its keyword arguments) that rendered
-        ``rendered_fraction`` of the pixels. The estimate runs on every pixel not ruled out before it: all
-        of them with the gate or upsampling (probed first) and with skipping other than the hybrid's (it
-        decides on the estimate); the in-box rays are then counted as all of them (at most)."""
-        probed = rendered_fraction
-        if kwargs["gate"] or kwargs["upsample"] or (kwargs["skip_empty"] and kwargs["sampler"] != "hybrid"):
-            probed = 1.0
-        return self.macs_per_ray(
-            kwargs["layer"],
-            kwargs["upsample"],
-            rendered_fraction,
-            num_samples=kwargs["n_probe"],
-            probed_fraction=probed,
-            sampler=kwargs["sampler"],
-            fine_samples=kwargs["fine_samples"],
-        )
+        """Multiply-adds per ray of a :meth:`render_sampled` call (:func:`nerfinternals.cost.render_macs_per_ray`)."""
+        return cost.render_macs_per_ray(self, kwargs, rendered_fraction)
 
     # ---- the inference setting ---------------------------------------------------------------
     def inference_settings(self) -> dict:
@@ -230,11 +179,6 @@ class ActivationRenderingMixin:
                 collider.stock_reset_near_plane = collider.reset_near_plane
             collider.reset_near_plane = collider.stock_reset_near_plane and not self.config.keep_near_plane
 
-    def render_kwargs(self, settings: dict | None = None) -> dict:
-        """An inference setting (default: the current one) as keyword arguments of :meth:`render_sampled`."""
-        c = settings or self.inference_settings()
-        return render_kwargs(c)
-
     def render_stock(self, camera_ray_bundle: RayBundle) -> dict[str, Tensor]:
         """The stock pipeline over an (H, W) bundle (nerfstudio's ``get_outputs_for_camera_ray_bundle``),
         whatever the inference sampler; honours ``keep_near_plane``."""
@@ -274,29 +218,7 @@ class ActivationRenderingMixin:
         if self.STOCK_ONLY_OUTPUT in outputs:
             metrics, images = super().get_image_metrics_and_images(outputs, batch)
             return drop_nan_lpips(metrics), images
-        return self._activation_metrics_and_images(outputs, batch)
-
-    def _activation_metrics_and_images(self, outputs, batch):
-        """Metrics and images of a render without coarse / proposal outputs, named as the stock model names
-        its final pass: NeRF / Mip-NeRF ``psnr, fine_psnr, fine_ssim, fine_lpips``, nerfacto ``psnr, ssim, lpips``."""
-        rgb = outputs["rgb"]
-        image = self.renderer_rgb.blend_background(batch["image"].to(rgb.device))[..., :3]
-        gt, pred = (torch.moveaxis(x, -1, 0)[None] for x in (image, rgb))
-        psnr = float(self.psnr(gt, pred))
-        prefix = self.METRIC_PREFIX
-        metrics = {
-            "psnr": psnr,
-            f"{prefix}ssim": float(self.ssim(gt, pred)),
-            f"{prefix}lpips": float(self.lpips(gt, pred)),
-        }
-        if prefix:
-            metrics[f"{prefix}psnr"] = psnr
-        images = {
-            "img": torch.cat([image, rgb], dim=1),
-            "accumulation": colormaps.apply_colormap(outputs["accumulation"]),
-            "depth": colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"]),
-        }
-        return drop_nan_lpips(metrics), images
+        return final_pass_metrics_and_images(self, outputs, batch)
 
     # ---- the method, step by step --------------------------------------------------------------
     def activation_volume(
@@ -355,9 +277,8 @@ class ActivationRenderingMixin:
 
     # ---- the density grid ----------------------------------------------------------------------
     def density_grid(self, resolution: int, source: str = "replaced") -> DensityGrid:
-        """A ``resolution``^3 density grid (:mod:`nerfinternals.grid`) of the replaced network (``source``
-        "replaced") or of the final field ("field", nerfacto), filled on first use and kept while that
-        network's parameters are unchanged (refilled after a training step)."""
+        """A ``resolution``^3 density grid (:mod:`nerfinternals.grid`) of the replaced network or (``source``
+        "field") the final field, kept while that network's parameters are unchanged."""
         network = self.replaced_network if source == "replaced" else self.field
         params = list(network.parameters())
         key = (str(self.device), tuple(p.data_ptr() for p in params), tuple(p._version for p in params))
@@ -366,6 +287,12 @@ class ActivationRenderingMixin:
             density_at = functools.partial(self.grid_density, resolution=resolution, source=source)
             cache[resolution, source] = (key, DensityGrid(density_at, resolution, self.device))
         return cache[resolution, source][1]
+
+    def grid_of(self, kwargs: dict) -> DensityGrid | None:
+        """The density grid a :meth:`render_sampled` call (its keyword arguments) uses, filled now if not yet."""
+        options = RenderOptions(**kwargs)
+        source = ESTIMATORS[options.sampler].grid_source(self, options)
+        return None if source is None else self.density_grid(options.grid_resolution, source)
 
     # ---- rendering ---------------------------------------------------------------------------
     @torch.inference_mode()
@@ -388,36 +315,9 @@ class ActivationRenderingMixin:
 
         Per ray, an estimate gives weights on the N uniform samples the replaced network would have seen;
         rays it finds empty are skipped (``skip_empty``); K importance samples are drawn from the weights
-        and the final pass renders them.
-
-        Args:
-            camera_ray_bundle: rays of shape (H, W).
-            sampler: the estimate, a name of :data:`nerfinternals.estimators.ESTIMATORS`. "activation":
-                layer ``layer``'s activations through ``fct`` (the paper); "grid": the replaced network's
-                density on a ``grid_resolution``^3 grid; "grid-all": nerfacto's every proposal stage
-                replaced by a grid of the field's density (elsewhere "grid"); "hybrid": the activation
-                estimate, with the grid deciding which rays are empty (the probe runs only on the others);
-                "stock": the replaced network itself.
-            layer: probed layer (0-based); activation and hybrid.
-            fct: transform name, one of :data:`nerfinternals.internals.TRANSFORMS`.
-            upsample: probe every 2nd pixel per axis with N/2 samples and upsample the volume.
-            gate: first compute the activation map V_l (per-pixel mean of v over the ray's samples;
-                with ``upsample``, of the upsampled volume); pixels with V_l >= ``threshold`` skip
-                importance sampling and the fine pass and take the background colour (accumulation
-                and depth 0).
-            threshold: the gate's threshold; None: the mean μ(V_l) over the image (with ``in_box``, over
-                the pixels whose ray crosses the box). ``math.inf`` admits every pixel and reproduces
-                the ungated render exactly.
-            n_probe: the probe evaluates this many uniform samples per ray (default: N, the replaced
-                network's count); v is linearly interpolated along the ray onto the N samples.
-            in_box: place the N uniform samples (and the probe's) on the ray's segment inside the scene
-                box; rays that miss it are not rendered (background), like gated pixels. Not for stock.
-            fine_samples: K, the final pass's samples per ray (0: the model's own; see
-                ``ActivationInferenceConfig.fine_samples``).
-            skip_empty: rays whose estimate accumulates less than ``empty_threshold`` along the ray take
-                the background colour without a final pass (0 skips none: the render is unchanged).
-            grid_resolution: cells per axis of the density grid (grid, grid-all, hybrid).
-            stage_times: time the stages (synchronising on CUDA between them); False times nothing.
+        and the final pass renders them. The arguments after ``camera_ray_bundle`` (rays (H, W)) are the
+        fields of :class:`~nerfinternals.estimators.RenderOptions`, in order; ``stage_times`` False times
+        nothing (True: the stages, synchronising on CUDA between them).
 
         Returns:
             outputs (each (H, W, C); with ``gate``, ``in_box`` or ``skip_empty`` also ``"gate_mask"``
@@ -439,33 +339,8 @@ class ActivationRenderingMixin:
         return cls(self, options)
 
     @torch.inference_mode()
-    def render_gated(
-        self, camera_ray_bundle: RayBundle, layer: int, threshold: float | None = None
-    ) -> tuple[dict[str, Tensor], dict[str, float]]:
-        """The stock coarse-to-fine pipeline, run only for pixels with V_l < ``threshold`` (the paper's Fig. 3).
+    def render_gated(self, camera_ray_bundle: RayBundle, layer: int, threshold: float | None = None):
+        """The stock pipeline run only for pixels with V_l < ``threshold`` (:func:`nerfinternals.analysis.render_gated`)."""
+        from nerfinternals.analysis import render_gated
 
-        V_l is the activation map of the probed network (per-pixel mean of v over the N uniform
-        samples); ``threshold=None`` is its image mean μ(V_l), ``math.inf`` admits every pixel and
-        reproduces :meth:`render_stock` exactly. Other pixels take the background
-        colour (``rgb*`` outputs) and 0 (every other output).
-
-        Returns:
-            the stock outputs (H, W, C) plus ``"gate_mask"`` (H, W, 1) bool and ``"activation_map"``
-            (H, W, 1); times ``{"t_act", "t_render"}`` (probe + map, stock pipeline) in seconds.
-        """
-        internals.check_probe_layer(self.probe_mlp, layer)
-        height, width = camera_ray_bundle.shape
-        timer = StageTimer(self.device)
-        with timer.stage("t_act"):
-            act_map, mask = gate(self, camera_ray_bundle, layer, threshold)
-            index = mask.reshape(-1).nonzero().squeeze(-1).to(camera_ray_bundle.origins.device)
-        parts: dict[str, list[Tensor]] = {}
-        with timer.stage("t_render"):
-            if len(index):
-                admitted = camera_ray_bundle.flatten()[index].reshape((len(index), 1))
-                outputs = self.render_stock(admitted)
-                parts = {name: [value] for name, value in outputs.items()}
-        device = camera_ray_bundle.origins.device
-        images = loop.assemble(self, parts, (height, width), mask, device)
-        images["activation_map"] = act_map.view(height, width, 1).to(device)
-        return images, {"t_act": timer.totals["t_act"], "t_render": timer.totals["t_render"]}
+        return render_gated(self, camera_ray_bundle, layer, threshold)
