@@ -30,6 +30,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from nerfinternals import cost
 from nerfinternals.common import (
     check_output,
     check_rescale,
@@ -400,6 +401,7 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
             rendered = 1.0 - exp["fraction_skipped"]
         exp["macs"] = model.render_macs_per_ray(kwargs, rendered) * pixels
         exp["macs_ratio"] = exp["macs"] / (base_macs * pixels)
+        exp["predicted_time_ratio"] = cost.predicted_time_ratio(model, kwargs, rendered)
         if base is not None:
             exp["time_ratio"] = exp["t"] / base["t"]
             exp["psnr_delta"] = exp["psnr"] - base["psnr"]
@@ -427,6 +429,7 @@ def _print_table(summary: dict) -> None:
         f"LPIPS ({summary['lpips_backbone']})",
         "t [s]",
         "t ratio",
+        "predicted",
         "MAC ratio",
     ):
         table.add_column(col, justify="left" if col == "experiment" else "right")
@@ -443,6 +446,7 @@ def _print_table(summary: dict) -> None:
             _fmt(base["t"], ".3f"),
             "1.000",
             "1.000",
+            "1.000",
             *(["—"] if gated else []),
         )
     for name, exp in summary["experiments"].items():
@@ -453,6 +457,7 @@ def _print_table(summary: dict) -> None:
             _fmt(exp["lpips"], ".4f"),
             _fmt(exp["t"], ".3f"),
             _fmt(exp.get("time_ratio"), ".3f"),
+            _fmt(exp["predicted_time_ratio"], ".3f"),
             _fmt(exp["macs_ratio"], ".3f"),
             *([_fmt(100 * exp["fraction_skipped"], ".1f") + " %"] if gated else []),
         )

@@ -85,15 +85,13 @@ class ActivationRenderingMixin:
         proposal_stages: bool = True,
     ) -> dict:
         """Everything after the replaced network: importance sampling from ``weights`` (R, N, 1) on the
-        uniform ``ray_samples``, the final pass and the renderers; ``fine_samples`` K > 0 sets the final
-        pass's sample count (see ``ActivationInferenceConfig.fine_samples``), 0 keeps the model's own.
-        ``proposal_stages`` False: the weights already place the final samples (no later proposal stage)."""
+        uniform ``ray_samples``, the final pass and the renderers, with K = ``fine_samples`` final samples
+        (0: the model's own); ``proposal_stages`` False: the weights place the final samples directly."""
         raise NotImplementedError
 
     def later_proposal_counts(self, fine_samples: int = 0) -> list[int]:
-        """Samples per ray of the proposal stages after the replaced network, at the final budget
-        ``fine_samples`` (none: NeRF and Mip-NeRF)."""
-        return []
+        """Samples per ray of the proposal stages between the replaced network and the final field."""
+        return [k for _, k in self.fine_stages(fine_samples)[:-1]]
 
     @property
     def replaced_network(self) -> torch.nn.Module:
@@ -114,18 +112,22 @@ class ActivationRenderingMixin:
         coordinates (M, 3), the nodes of a ``resolution``^3 density grid."""
         raise NotImplementedError
 
-    def fine_macs_per_ray(self, fine_samples: int = 0, proposal_stages: bool = True) -> int:
-        """Multiply-adds per ray of everything after the replaced network, with ``fine_samples`` (0: stock);
-        ``proposal_stages`` False: without the later proposal networks (grid-all)."""
+    def fine_stages(
+        self, fine_samples: int = 0, proposal_stages: bool = True
+    ) -> list[tuple[torch.nn.Module, int]]:
+        """(network, samples per ray) of every pass after the replaced network, with ``fine_samples`` (0:
+        stock); ``proposal_stages`` False: the final field only (grid-all)."""
         raise NotImplementedError
+
+    def fine_macs_per_ray(self, fine_samples: int = 0, proposal_stages: bool = True) -> int:
+        """Multiply-adds per ray of everything after the replaced network (see :meth:`fine_stages`)."""
+        return sum(
+            k * internals.linear_macs(net) for net, k in self.fine_stages(fine_samples, proposal_stages)
+        )
 
     def skipped_macs_per_ray(self) -> int:
         """Multiply-adds per ray of the network that activation-informed rendering replaces."""
-        raise NotImplementedError
-
-    def stock_macs_per_ray(self) -> int:
-        """Multiply-adds of the MLPs per ray in the stock pipeline."""
-        return self.skipped_macs_per_ray() + self.fine_macs_per_ray(0)
+        return self.num_probe_samples * internals.linear_macs(self.replaced_network)
 
     # ---- the method --------------------------------------------------------------------------
     def macs_per_ray(self, layer: int | None, *args, **kwargs) -> float:

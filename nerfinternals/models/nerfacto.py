@@ -25,7 +25,6 @@ from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from torch import Tensor
 
 from nerfinternals.data.ndc import ndc_collider_from_metadata
-from nerfinternals.internals import linear_macs
 from nerfinternals.metrics import offline_lpips
 from nerfinternals.models.base import ActivationRenderingMixin
 from nerfinternals.models.density_fields import MLPDensityField, ProbedDensityField, ProbedHashMLPDensityField
@@ -124,9 +123,6 @@ class ActivationNerfactoModel(ActivationRenderingMixin, NerfactoModel):
         scale = fine_samples / c.num_nerf_samples_per_ray
         return [max(2, round(k * scale)) for k in later], fine_samples
 
-    def later_proposal_counts(self, fine_samples: int = 0) -> list[int]:
-        return self.fine_counts(fine_samples)[0]
-
     def render_from_weights(
         self,
         ray_bundle: RayBundle,
@@ -174,11 +170,12 @@ class ActivationNerfactoModel(ActivationRenderingMixin, NerfactoModel):
         raw = self.field.mlp_base((unit * inside[..., None]).view(-1, 3))[..., 0]
         return (self.field.average_init_density * trunc_exp(raw) * inside).reshape(-1)
 
-    def fine_macs_per_ray(self, fine_samples: int = 0, proposal_stages: bool = True) -> int:
+    def fine_stages(
+        self, fine_samples: int = 0, proposal_stages: bool = True
+    ) -> list[tuple[torch.nn.Module, int]]:
         later, field_samples = self.fine_counts(fine_samples)
         later = later if proposal_stages else []
-        proposals = sum(k * linear_macs(self._proposal_net(level)) for level, k in enumerate(later, start=1))
-        return proposals + field_samples * linear_macs(self.field)
-
-    def skipped_macs_per_ray(self) -> int:
-        return self.config.num_proposal_samples_per_ray[0] * linear_macs(self._proposal_net(0))
+        return [
+            *((self._proposal_net(level), k) for level, k in enumerate(later, start=1)),
+            (self.field, field_samples),
+        ]
