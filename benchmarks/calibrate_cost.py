@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -138,6 +139,11 @@ def calibrate(repeats: int = 7) -> dict:
     return constants
 
 
+def _python_literal(value: dict) -> str:
+    """``value`` as a formatted Python literal (JSON with the trailing commas ruff's formatter writes)."""
+    return re.sub(r"([^{\s])\n(\s*)\}", r"\1,\n\2}", json.dumps(value, indent=4))
+
+
 def main(cfg: CalibrateCost) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -164,7 +170,7 @@ def main(cfg: CalibrateCost) -> None:
             '"""Per-operation times of the cost model (:mod:`nerfinternals.cost`), measured by\n'
             f"``python -m benchmarks.calibrate_cost --install`` on {record['machine']}, {record['threads']} threads,\n"
             f'{record["date"]} (median of {cfg.repeats}; seconds per unit). Generated: do not edit."""\n\n'
-            f"CONSTANTS = {json.dumps(constants, indent=4)}\n"
+            f"CONSTANTS = {_python_literal(constants)}\n"
         )
         CONSOLE.print(f"-> {target}")
 
