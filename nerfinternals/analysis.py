@@ -31,6 +31,9 @@ from nerfstudio.models.vanilla_nerf import NeRFModel
 from torch import Tensor
 
 from nerfinternals import internals
+from nerfinternals.estimators import loop
+from nerfinternals.estimators.activation import gate
+from nerfinternals.utils import StageTimer
 
 NETWORKS = ("coarse", "fine")
 """Networks whose activation maps can be drawn (``--network both`` = all the model has)."""
@@ -371,3 +374,36 @@ def gt_depth_for(dataset, image_idx: int, shape: tuple[int, int]) -> Tensor | No
     if depth.shape != tuple(shape):
         return None
     return torch.from_numpy(depth.astype(np.float32)) * float(outputs.dataparser_scale)
+
+
+@torch.inference_mode()
+def render_gated(
+    model, camera_ray_bundle: RayBundle, layer: int, threshold: float | None = None
+) -> tuple[dict[str, Tensor], dict[str, float]]:
+    """The stock coarse-to-fine pipeline, run only for pixels with V_l < ``threshold`` (the paper's Fig. 3).
+
+    V_l is the activation map of the probed network (per-pixel mean of v over the N uniform
+    samples); ``threshold=None`` is its image mean μ(V_l), ``math.inf`` admits every pixel and
+    reproduces ``render_stock`` exactly. Other pixels take the background
+    colour (``rgb*`` outputs) and 0 (every other output).
+
+    Returns:
+        the stock outputs (H, W, C) plus ``"gate_mask"`` (H, W, 1) bool and ``"activation_map"``
+        (H, W, 1); times ``{"t_act", "t_render"}`` (probe + map, stock pipeline) in seconds.
+    """
+    internals.check_probe_layer(model.probe_mlp, layer)
+    height, width = camera_ray_bundle.shape
+    timer = StageTimer(model.device)
+    with timer.stage("t_act"):
+        act_map, mask = gate(model, camera_ray_bundle, layer, threshold)
+        index = mask.reshape(-1).nonzero().squeeze(-1).to(camera_ray_bundle.origins.device)
+    parts: dict[str, list[Tensor]] = {}
+    with timer.stage("t_render"):
+        if len(index):
+            admitted = camera_ray_bundle.flatten()[index].reshape((len(index), 1))
+            outputs = model.render_stock(admitted)
+            parts = {name: [value] for name, value in outputs.items()}
+    device = camera_ray_bundle.origins.device
+    images = loop.assemble(model, parts, (height, width), mask, device)
+    images["activation_map"] = act_map.view(height, width, 1).to(device)
+    return images, {"t_act": timer.totals["t_act"], "t_render": timer.totals["t_render"]}

@@ -33,6 +33,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from nerfinternals import cost
 from nerfinternals.common import (
     check_output,
     check_rescale,
@@ -47,10 +48,12 @@ from nerfinternals.common import (
     write_json,
     write_png,
 )
+from nerfinternals.estimators import ESTIMATORS, RenderOptions
 from nerfinternals.internals import num_probe_layers
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import LPIPS_BACKBONE, image_metrics
 from nerfinternals.models.inference import (
+    SAMPLERS,
     check_empty_threshold,
     check_fine_samples,
     check_grid_resolution,
@@ -77,8 +80,8 @@ class ActivationDerivedDensity:
     """Probe every 2nd pixel per axis with half the samples and upsample the activations."""
     gate: bool = False
     """Run importance sampling and the fine pass only for pixels whose mean activation along the ray is below the image mean (the paper's Fig. 3); the others take the background colour. Combines with the activation-informed sampling (and --upsample); stats.json reports the fraction of rays skipped."""
-    sampler: tuple[Literal["activation", "grid", "hybrid", "stock"], ...] = ("activation",)
-    """Estimate(s) to evaluate, each an experiment set: activation (the paper's, every --layer x --fct), grid (the replaced network's density on a --grid-resolution^3 grid, filled once per loaded model: a post hoc density grid), hybrid (activation estimate, the grid decides which rays are empty with --skip-empty), stock (the replaced network itself: with --fine-samples, stock at other budgets)."""
+    sampler: tuple[Literal[SAMPLERS], ...] = ("activation",)
+    """Estimate(s) to evaluate, each an experiment set: activation (the paper's, every --layer x --fct), grid (the replaced network's density on a --grid-resolution^3 grid, filled once per loaded model: a post hoc density grid), grid-all (nerfacto: every proposal stage replaced by a grid of the field's density, no proposal network at render time; NeRF / Mip-NeRF, with a single coarse stage: the same as grid), hybrid (activation estimate, the grid decides which rays are empty with --skip-empty), stock (the replaced network itself: with --fine-samples, stock at other budgets)."""
     fine_samples: tuple[int, ...] = (0,)
     """Final-pass samples per ray, each an experiment (0: the model's own). NeRF: K importance samples without the 64 uniform originals (stock: 64 + 128); Mip-NeRF: K (stock 128); nerfacto: K field samples (stock 48) and the later proposal stage scaled by K/48."""
     skip_empty: bool = False
@@ -86,7 +89,7 @@ class ActivationDerivedDensity:
     empty_threshold: float = 1e-3
     """--skip-empty: accumulation below which a ray is empty (0: none is)."""
     grid_resolution: int = 64
-    """Cells per axis of the density grid (grid, hybrid)."""
+    """Cells per axis of the density grid (grid, grid-all, hybrid)."""
     probe_samples: int = 0
     """Samples per ray the probe evaluates (0: as many as the replaced network); fewer are linearly interpolated along the ray onto the replaced network's samples."""
     in_box: bool = False
@@ -138,7 +141,7 @@ def experiment_name(
         if sampler == "hybrid":
             name = f"hybrid{grid_resolution}_{name}"
     else:
-        name = f"grid{grid_resolution}" if sampler == "grid" else "stock"
+        name = f"{sampler}{grid_resolution}" if sampler in ("grid", "grid-all") else "stock"
     return (
         name
         + ("_box" if in_box and sampler != "stock" else "")
@@ -427,8 +430,7 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
         "lpips_backbone": LPIPS_BACKBONE,
         "macs_note": "MLP multiply-adds (Linear layers) per image; encodings and compositing not counted",
         "grids": {
-            str(r): model.density_grid(r).describe()
-            for r in sorted({k["grid_resolution"] for _, k in experiments if _uses_grid(k)})
+            _grid_name(model, k): model.grid_of(k).describe() for _, k in experiments if model.grid_of(k)
         },
         "experiments": {},
     }
@@ -459,6 +461,7 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
             rendered = 1.0 - exp["fraction_skipped"]
         exp["macs"] = model.render_macs_per_ray(kwargs, rendered) * pixels
         exp["macs_ratio"] = exp["macs"] / (base_macs * pixels)
+        exp["predicted_time_ratio"] = cost.predicted_time_ratio(model, kwargs, rendered)
         if base is not None:
             exp["time_ratio"] = exp["t"] / base["t"]
             exp["psnr_delta"] = exp["psnr"] - base["psnr"]
@@ -467,8 +470,10 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
     return summary
 
 
-def _uses_grid(kwargs: dict) -> bool:
-    return kwargs["sampler"] == "grid" or (kwargs["sampler"] == "hybrid" and kwargs["skip_empty"])
+def _grid_name(model, kwargs: dict) -> str:
+    """A density grid's key in the summary: its resolution, and "-field" for a grid of nerfacto's field."""
+    source = ESTIMATORS[kwargs["sampler"]].grid_source(model, RenderOptions(**kwargs))
+    return str(kwargs["grid_resolution"]) + ("-field" if source == "field" else "")
 
 
 def _fmt(value, spec: str) -> str:
@@ -484,6 +489,7 @@ def _print_table(summary: dict) -> None:
         f"LPIPS ({summary['lpips_backbone']})",
         "t [s]",
         "t ratio",
+        "predicted",
         "MAC ratio",
     ):
         table.add_column(col, justify="left" if col == "experiment" else "right")
@@ -500,6 +506,7 @@ def _print_table(summary: dict) -> None:
             _fmt(base["t"], ".3f"),
             "1.000",
             "1.000",
+            "1.000",
             *(["—"] if gated else []),
         )
     for name, exp in summary["experiments"].items():
@@ -510,6 +517,7 @@ def _print_table(summary: dict) -> None:
             _fmt(exp["lpips"], ".4f"),
             _fmt(exp["t"], ".3f"),
             _fmt(exp.get("time_ratio"), ".3f"),
+            _fmt(exp["predicted_time_ratio"], ".3f"),
             _fmt(exp["macs_ratio"], ".3f"),
             *([_fmt(100 * exp["fraction_skipped"], ".1f") + " %"] if gated else []),
         )

@@ -150,3 +150,28 @@ def image_metrics(pred: Tensor, target: Tensor, lpips: OfflineLPIPS | None) -> d
     ssim = float(structural_similarity_index_measure(p, t, data_range=1.0))
     lp = float(lpips(t, p)) if lpips is not None else math.nan
     return {"psnr": psnr, "ssim": ssim, "lpips": None if math.isnan(lp) else lp}
+
+
+def final_pass_metrics_and_images(model, outputs, batch) -> tuple[dict, dict]:
+    """Metrics and images of a render without coarse / proposal outputs, named as the stock model names
+    its final pass: NeRF / Mip-NeRF ``psnr, fine_psnr, fine_ssim, fine_lpips``, nerfacto ``psnr, ssim, lpips``."""
+    from nerfstudio.utils import colormaps
+
+    rgb = outputs["rgb"]
+    image = model.renderer_rgb.blend_background(batch["image"].to(rgb.device))[..., :3]
+    gt, pred = (torch.moveaxis(x, -1, 0)[None] for x in (image, rgb))
+    psnr = float(model.psnr(gt, pred))
+    prefix = model.METRIC_PREFIX
+    metrics = {
+        "psnr": psnr,
+        f"{prefix}ssim": float(model.ssim(gt, pred)),
+        f"{prefix}lpips": float(model.lpips(gt, pred)),
+    }
+    if prefix:
+        metrics[f"{prefix}psnr"] = psnr
+    images = {
+        "img": torch.cat([image, rgb], dim=1),
+        "accumulation": colormaps.apply_colormap(outputs["accumulation"]),
+        "depth": colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"]),
+    }
+    return drop_nan_lpips(metrics), images

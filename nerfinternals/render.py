@@ -43,6 +43,7 @@ from rich.console import Console
 
 from nerfinternals.common import fct_names, parse_cli, timed, write_json
 from nerfinternals.loading import InputError, load_pipeline
+from nerfinternals.models.inference import SAMPLERS, render_kwargs
 
 CONSOLE = Console(width=120)
 
@@ -51,8 +52,8 @@ CONSOLE = Console(width=120)
 class InferenceOptions:
     """The inference setting, added to each nerfstudio sub-command."""
 
-    inference_sampler: Literal["activation", "stock", "grid", "hybrid"] = "activation"
-    """activation: skip the coarse (first proposal) network, sample from its layer-l activations (the paper); grid: look its density up in a post hoc --grid-resolution^3 grid instead (filled once when the run loads); hybrid: activations place the samples, the grid finds empty rays (--skip-empty True); stock: the model's own sampler (what ns-render does)."""
+    inference_sampler: Literal[SAMPLERS] = "activation"
+    """activation: skip the coarse (first proposal) network, sample from its layer-l activations (the paper); grid: look its density up in a post hoc --grid-resolution^3 grid instead (filled once when the run loads); grid-all: nerfacto without any proposal network, every stage from a grid of the field's density (NeRF / Mip-NeRF: the same as grid); hybrid: activations place the samples, the grid finds empty rays (--skip-empty True); stock: the model's own sampler (what ns-render does)."""
     layer: int = 1
     """Probed layer, 0-based (1 = the paper's l=2)."""
     fct: int = 1
@@ -320,13 +321,12 @@ class _SettingRun:
         CONSOLE.print(
             f"{config.method_name} ({type(model).__name__}, step {step}) on {model.device}: {describe(settings)}"
         )
-        if settings["inference_sampler"] == "grid" or (
-            settings["inference_sampler"] == "hybrid" and settings["skip_empty"]
-        ):
-            grid = model.density_grid(settings["grid_resolution"]).describe()
+        grid = model.grid_of(render_kwargs(settings))
+        if grid is not None:
+            grid = grid.describe()
             CONSOLE.print(
                 f"density grid {grid['resolution']}^3 filled in {grid['fill_seconds']:.2f} s "
-                f"({grid['evaluations']} evaluations of the replaced network, {grid['megabytes']:.1f} MB)"
+                f"({grid['evaluations']} evaluations of the network, {grid['megabytes']:.1f} MB)"
             )
         return config, pipeline, ckpt, step
 

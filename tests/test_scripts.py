@@ -4,6 +4,7 @@ scenes, overrides, real launching with a stand-in ns-train, and launch_eval.sh's
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -408,3 +409,251 @@ def test_collect_results_per_scene_and_one_mean_table_per_eval_folder(tmp_path):
     assert "## Eval folder `eval`" in md and "## Eval folder `eval-grid`" in md
     assert f"| trex | activation-nerf | llff+ndc | eval | {exp} | 26.00 | 0.5000 | — | 0.300 | 0.600 |" in md
     assert f"- {runs['room']}\n" in md  # the run without a summary
+
+
+# ---- train_real.sh --------------------------------------------------------------------------------
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
+# the reduced nerfacto recipe, as scripts/train_lego_nerfacto.sh trains it
+REDUCED_NERFACTO = [
+    "--pipeline.datamanager.train-num-rays-per-batch 1024",
+    "--pipeline.model.num-proposal-samples-per-ray 256 96",
+    "--pipeline.model.num-nerf-samples-per-ray 48",
+    "--pipeline.model.num-levels 8",
+    "--pipeline.model.log2-hashmap-size 17",
+    "--pipeline.model.hidden-dim 32",
+    "--pipeline.model.hidden-dim-color 32",
+    "--pipeline.model.distortion-loss-mult 0",
+    "--pipeline.model.use-average-appearance-embedding False",
+]
+# run -> (method, method folder, dataparser, format, settings, dataparser settings, launch script of FULL=1)
+REAL_RUNS = {
+    "fox-activation-nerfacto": (
+        "activation-nerfacto", "activation-nerfacto", "nerfstudio-data", "nerfstudio",
+        [*REDUCED_NERFACTO, "--pipeline.model.proposal-mlp-layer-width 64",
+         "--pipeline.model.disable-scene-contraction False"],
+        ["--downscale-factor 4"], "launch_train_llff_nerfacto.sh",
+    ),
+    "fox-nerfacto": (
+        "nerfacto", "nerfacto", "nerfstudio-data", "nerfstudio",
+        [*REDUCED_NERFACTO, "--pipeline.model.implementation torch",
+         "--pipeline.model.disable-scene-contraction False", "--pipeline.model.camera-optimizer.mode off"],
+        ["--downscale-factor 4"], "launch_train_llff_nerfacto.sh",
+    ),
+    "fern-activation-nerfacto-ndc": (
+        "activation-nerfacto", "activation-nerfacto", "llff-data", "llff",
+        [*REDUCED_NERFACTO, "--pipeline.model.proposal-mlp-layer-width 64",
+         "--pipeline.model.use-ndc-collider True", "--pipeline.model.proposal-initial-sampler uniform"],
+        ["--downscale-factor 8", "--scale-factor 0.75"], "launch_train_llff_nerfacto_NDC.sh",
+    ),
+    "fern-activation-nerf-ndc": (
+        "activation-nerf", "activation-nerf", "llff-data", "llff",
+        [*NDC_NERF[:1], *NDC_NERF[2:], "--pipeline.model.base-mlp-layer-width 128",
+         "--pipeline.model.num-coarse-samples 32", "--pipeline.model.num-importance-samples 64"],
+        ["--downscale-factor 8", "--scale-factor 0.75"], "launch_train_llff_nerf.sh",
+    ),
+}  # fmt: skip
+
+
+def make_capture(root: Path, fmt: str, factor: int, n: int = 3) -> Path:
+    """A stand-in capture that passes the script's data check (empty image files)."""
+    import numpy as np
+
+    images = root / f"images_{factor}"
+    images.mkdir(parents=True)
+    for i in range(n):
+        (images / f"{i:04d}.png").write_bytes(b"")
+    if fmt == "llff":
+        np.save(root / "poses_bounds.npy", np.ones((n, 17)))
+    else:
+        frames = [
+            {"file_path": f"images/{i:04d}.png", "transform_matrix": np.eye(4).tolist()} for i in range(n)
+        ]
+        (root / "transforms.json").write_text(json.dumps({"frames": frames}))
+    return root
+
+
+def real_commands(stdout: str) -> tuple[list[str], list[str]]:
+    """The ns-train and strip_checkpoint command lines of train_real.sh's output."""
+    lines = [shlex.split(line[2:]) for line in stdout.splitlines() if line.startswith("+ ")]
+    (train,) = [c for c in lines if "--max-num-iterations" in c]
+    (strip,) = [c for c in lines if "strip_checkpoint.py" in " ".join(c)]
+    return train, strip
+
+
+def test_train_real_help():
+    result = run("train_real.sh", "-h")
+    assert result.returncode == 0 and result.stderr == ""
+    text = result.stdout
+    assert text.startswith("usage: scripts/train_real.sh [-h] [-n] RUN [DATA]")
+    for word in (*REAL_RUNS, "ITERS", "OUT", "DEVICE", "DATA", "FULL", "EXTRA_ARGS", "8 x 128"):
+        assert word in text
+
+
+@pytest.mark.parametrize("name", sorted(REAL_RUNS))
+def test_train_real_dry_run(name, tmp_path):
+    method, folder, dataparser, fmt, settings, dp_settings, _ = REAL_RUNS[name]
+    factor = int(dp_settings[0].split()[1])
+    data = make_capture(tmp_path / "capture", fmt, factor)
+    out = tmp_path / "out"
+    result = run("train_real.sh", "-n", name, str(data), env={"OUT": str(out)})
+    assert result.returncode == 0, result.stderr
+    train, strip = real_commands(result.stdout)
+    program, start = train[: train.index(method)], train.index(method) + 1
+    if method == "nerfacto":  # stock: ns-train with LPIPS built offline
+        assert Path(program[0]).name == "python" and program[1:] == ["scripts/ns_train_offline.py"]
+    else:
+        assert [Path(p).name for p in program] == ["ns-train"]
+    split = train.index(dataparser)
+    model, parser = train[start:split], train[split + 1 :]
+    for setting in (*settings, "--machine.device-type cpu", "--max-num-iterations 2000",
+                    f"--output-dir {out}", "--experiment-name capture", "--timestamp run"):  # fmt: skip
+        contains(model, setting)
+    assert parser[:2] == ["--data", str(data)]
+    for setting in dp_settings:
+        contains(parser, setting)
+    assert strip[-2:] == ["--run-dir", str(out / "capture" / folder / "run")]
+    assert not out.exists()  # a dry run writes nothing
+    # the reduced nerfacto recipe is scripts/train_lego_nerfacto.sh's
+    if "nerfacto" in method:
+        lego = make_capture(tmp_path / "lego", "nerfstudio", 4)
+        (lego / "transforms_train.json").write_text("{}")
+        lego_train = next(line for line in run("train_lego_nerfacto.sh", "-n", str(lego)).stdout.splitlines())
+        for setting in REDUCED_NERFACTO:
+            assert setting in lego_train
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="needs ../shared/real")
+def test_train_real_default_captures(tmp_path):
+    for name, scene in (("fox-nerfacto", "fox"), ("fern-activation-nerf-ndc", "fern")):
+        result = run("train_real.sh", "-n", name, env={"OUT": str(tmp_path)})
+        assert result.returncode == 0, result.stderr
+        train, _ = real_commands(result.stdout)
+        contains(train, f"--data ../shared/real/{scene}")
+        contains(train, f"--experiment-name {scene}")
+
+
+def test_train_real_overrides(tmp_path):
+    data = make_capture(tmp_path / "flower", "llff", 8)
+    env = {"DATA": str(data), "OUT": str(tmp_path / "o"), "ITERS": "7", "DEVICE": "mps",
+           "EXTRA_ARGS": "--pipeline.model.num-levels 4  --pipeline.model.hidden-dim 16"}  # fmt: skip
+    result = run("train_real.sh", "-n", "fern-activation-nerfacto-ndc", env=env)
+    assert result.returncode == 0, result.stderr
+    train, strip = real_commands(result.stdout)
+    for setting in ("--max-num-iterations 7", "--steps-per-save 7", "--machine.device-type mps",
+                    f"--output-dir {tmp_path / 'o'}", "--experiment-name flower"):  # fmt: skip
+        contains(train, setting)
+    # EXTRA_ARGS come after the run's settings (so they win) and before the dataparser
+    assert contains(train, "--pipeline.model.num-levels 8") < contains(train, "--pipeline.model.num-levels 4")
+    assert contains(train, "--pipeline.model.hidden-dim 16") < train.index("llff-data")
+    assert strip[-1] == str(tmp_path / "o" / "flower" / "activation-nerfacto" / "run")
+    # a relative DATA is the caller's, not the repository's
+    other = make_capture(tmp_path / "rel" / "horns", "llff", 8)
+    result = run("train_real.sh", "-n", "fern-activation-nerf-ndc", "horns", cwd=other.parent, env=env)
+    assert result.returncode == 0, result.stderr
+    contains(real_commands(result.stdout)[0], f"--data {other}")
+
+
+@pytest.mark.parametrize("name", sorted(REAL_RUNS))
+def test_train_real_full_size_is_the_authors(name, tmp_path):
+    method, _, dataparser, fmt, _, _, launch = REAL_RUNS[name]
+    data = make_capture(tmp_path / "capture", fmt, 4)  # the authors' downscale factor
+    result = run("train_real.sh", "-n", name, str(data), env={"FULL": "1", "OUT": str(tmp_path / "o")})
+    assert result.returncode == 0, result.stderr
+    train, _ = real_commands(result.stdout)
+    _, _, _, _, authors, authors_dp = EXPECTED[launch]
+    for setting in authors:
+        if "--max-num-iterations" not in setting:
+            contains(train, setting)
+    contains(train, f"--max-num-iterations {500000 if method == 'activation-nerf' else 30000}")
+    contains(train, "--machine.device-type cuda")
+    for setting in authors_dp:
+        contains(train[train.index(dataparser) :], setting)
+    # full-size models: no reduced widths or sample counts
+    assert not any(flag in train for flag in ("--pipeline.model.num-levels", "--pipeline.model.hidden-dim",
+        "--pipeline.model.proposal-mlp-layer-width", "--pipeline.model.base-mlp-layer-width",
+        "--pipeline.model.num-coarse-samples"))  # fmt: skip
+
+
+def _expect_error(result: subprocess.CompletedProcess, start: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr  # one line
+    assert result.stderr.startswith(f"error: {start}"), result.stderr
+
+
+def test_train_real_errors(tmp_path):
+    import numpy as np
+
+    _expect_error(run("train_real.sh"), "no RUN given")
+    _expect_error(run("train_real.sh", "-x", "fox-nerfacto"), "unknown option -x")
+    _expect_error(run("train_real.sh", "-n", "lego-nerf", str(tmp_path)), "unknown run 'lego-nerf'")
+    _expect_error(
+        run("train_real.sh", "-n", "fox-nerfacto", str(tmp_path / "none")), "capture folder not found"
+    )
+    fern, fox = "fern-activation-nerfacto-ndc", "fox-activation-nerfacto"
+    _expect_error(run("train_real.sh", "-n", fox, str(tmp_path), env={"ITERS": "many"}), "ITERS must be")
+
+    llff = make_capture(tmp_path / "llff", "llff", 8)
+    _expect_error(run("train_real.sh", "-n", fox, str(llff)), "no nerfstudio capture at")  # wrong format
+    np.save(llff / "poses_bounds.npy", np.ones((3, 15)))
+    _expect_error(run("train_real.sh", "-n", fern, str(llff)), "")
+    assert (
+        "must hold an N x 17 array, found shape (3, 15)" in run("train_real.sh", "-n", fern, str(llff)).stderr
+    )
+    np.save(llff / "poses_bounds.npy", np.ones((4, 17)))
+    _expect_error(run("train_real.sh", "-n", fern, str(llff)), f"{llff / 'images_8'} holds 3 images")
+    (llff / "images_8").rename(llff / "images_4")
+    _expect_error(
+        run("train_real.sh", "-n", fern, str(llff)), f"no images_8/ (or images/ to make it from) in {llff}"
+    )
+    (llff / "poses_bounds.npy").unlink()
+    _expect_error(run("train_real.sh", "-n", fern, str(llff)), f"no LLFF capture at {llff}")
+
+    nerfstudio = make_capture(tmp_path / "ns", "nerfstudio", 4)
+    (nerfstudio / "images_4" / "0001.png").unlink()
+    _expect_error(run("train_real.sh", "-n", fox, str(nerfstudio)), "1 of 3 frames have no image in")
+    (nerfstudio / "transforms.json").write_text('{"frames": [')
+    _expect_error(run("train_real.sh", "-n", fox, str(nerfstudio)), "cannot read the frames of")
+
+    # an existing run folder is kept as it is
+    data = make_capture(tmp_path / "scene", "llff", 8)
+    run_dir = tmp_path / "out" / "scene" / "activation-nerf" / "run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "keep").write_text("x")
+    for args in (["-n"], []):
+        result = run(
+            "train_real.sh", *args, "fern-activation-nerf-ndc", str(data), env={"OUT": str(tmp_path / "out")}
+        )
+        _expect_error(result, f"{run_dir} exists (remove it to retrain)")
+    assert [p.name for p in run_dir.iterdir()] == ["keep"]
+
+
+def test_train_real_tiny_run_then_eval(tmp_path):
+    """A real (tiny) fern-activation-nerfacto-ndc run on a generated LLFF capture; eval.py evaluates it."""
+    from nerfinternals.data.synthetic import generate_llff_scene
+    from tests.runs import TINY_FLAGS, run_eval
+
+    data = generate_llff_scene(tmp_path / "blocks", "blocks", width=128, height=96, grid=(4, 4), seed=3,
+                               downscale_factors=(8,))  # fmt: skip
+    home = tmp_path / "torch_home"
+    home.mkdir()
+    tiny = ["--pipeline.datamanager.train-num-rays-per-batch 64", "--pipeline.model.eval-num-rays-per-chunk 256",
+            " ".join(TINY_FLAGS["activation-nerfacto"])]  # fmt: skip
+    env = {"OUT": str(tmp_path / "out"), "ITERS": "2", "TORCH_HOME": str(home), "EXTRA_ARGS": " ".join(tiny)}
+    result = run("train_real.sh", "fern-activation-nerfacto-ndc", str(data), env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_dir = tmp_path / "out" / "blocks" / "activation-nerfacto" / "run"
+    assert "fern-activation-nerfacto-ndc on blocks: trained in " in result.stdout
+    (ckpt,) = (run_dir / "nerfstudio_models").glob("step-*.ckpt")
+    import torch
+
+    assert set(torch.load(ckpt, map_location="cpu", weights_only=False)) == {"step", "pipeline"}  # stripped
+    assert "use_ndc_collider: true" in (run_dir / "config.yml").read_text()
+
+    args = ["--load-config", str(run_dir / "config.yml"), "--sampler", "grid", "--fine-samples", "0", "32",
+            "--skip-empty", "--max-images", "1"]  # fmt: skip
+    result = run_eval(args, home, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run_dir / "eval" / "summary.json").read_text())
+    assert summary["num_images"] == 1 and len(summary["experiments"]) == 2
+    assert all(math.isfinite(e["psnr"]) for e in summary["experiments"].values())
+    assert not any(home.rglob("*")), "nothing may be downloaded"

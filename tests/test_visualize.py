@@ -16,6 +16,7 @@ from PIL import Image
 
 from nerfinternals import analysis, internals
 from nerfinternals.data.synthetic import generate_blender_scene
+from nerfinternals.estimators.activation import probe_image
 from nerfinternals.eval import ActivationDerivedDensity, evaluate
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.visualize import Visualize, visualize
@@ -57,7 +58,7 @@ def test_stock_gate_admitting_every_pixel_reproduces_the_stock_render_exactly(mo
 @pytest.mark.parametrize("kind", ["nerf", "nerfacto"])
 def test_gate_at_the_image_mean_skips_bright_pixels_with_the_background(models, kind):
     model, bundle = models(kind), camera_bundle()
-    volume = model._probe_image(bundle, 1, model.num_probe_samples)
+    volume = probe_image(model, bundle, 1, model.num_probe_samples)
     expected_map = volume.mean(dim=-1)
     expected_mask = expected_map < expected_map.mean()
     assert 0 < int(expected_mask.sum()) < expected_mask.numel()
@@ -105,7 +106,7 @@ def test_analysis_per_pixel_maps_and_ray_profiles(models, kind):
     result = analysis.analyse_image(model, bundle, [0], ["std", "std_half_sq"], networks)
     for name in networks:
         assert result.maps[name, 0].shape == (9, 13)
-    coarse = model._probe_image(bundle, 0, model.num_probe_samples).mean(dim=-1)
+    coarse = probe_image(model, bundle, 0, model.num_probe_samples).mean(dim=-1)
     assert torch.allclose(result.maps["coarse", 0], coarse, atol=1e-6)
     assert result.t_estimate[0, "std"].shape == (9, 13) and result.ray_length.shape == (9, 13)
     summary = result.argmax_distances()

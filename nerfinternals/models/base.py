@@ -1,37 +1,31 @@
-"""Activation-informed rendering shared by the three models.
+"""Activation-informed rendering shared by the three models: their hooks and the inference setting.
 
-Each model supplies five hooks (what to probe, how to sample and encode, how to render from the
-estimated weights, and its per-ray compute); :class:`ActivationRenderingMixin` runs the method of
-:mod:`nerfinternals.internals` over a whole camera, chunked like nerfstudio's own
-``get_outputs_for_camera_ray_bundle``, and times each stage.
-
-:class:`ActivationInferenceConfig` holds the model's *inference setting* (config fields of all three
-models): when the model is not training, nerfstudio's whole-camera entry point
-(``get_outputs_for_camera_ray_bundle``, used for eval images, ``ns-render``, the viewer and
-``ns-eval``) renders with that sampler at that precision. The default is the stock sampler in fp32,
-so training and stock behaviour are unchanged.
+Each model supplies the hooks below (what to probe, how to sample and encode, how to render from the
+estimated weights, its grid and its per-ray compute); :meth:`ActivationRenderingMixin.render_sampled`
+renders a whole camera with an estimator of :mod:`nerfinternals.estimators`. When the model is not
+training, nerfstudio's whole-camera entry point (eval images, ``ns-render``, the viewer, ``ns-eval``)
+renders with the model's *inference setting* (:class:`ActivationInferenceConfig`; default: stock, fp32).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections import defaultdict
 from collections.abc import Iterator
 
 import torch
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.field_components.mlp import MLP
 from nerfstudio.model_components.scene_colliders import NearFarCollider
-from nerfstudio.utils import colormaps
 from torch import Tensor
 
-from nerfinternals import internals
+from nerfinternals import cost, internals
+from nerfinternals.estimators import ESTIMATORS, Estimator, RenderOptions, loop
 from nerfinternals.grid import DensityGrid
-from nerfinternals.metrics import drop_nan_lpips
+from nerfinternals.metrics import drop_nan_lpips, final_pass_metrics_and_images
 from nerfinternals.models import inference
 from nerfinternals.models.inference import INFERENCE_FIELDS, ActivationInferenceConfig, render_kwargs
 from nerfinternals.precision import as_float32, check_precision, precision_scope
-from nerfinternals.utils import StageTimer, pixel_grid
 
 
 class ActivationRenderingMixin:
@@ -83,12 +77,21 @@ class ActivationRenderingMixin:
         return None
 
     def render_from_weights(
-        self, ray_bundle: RayBundle, ray_samples: RaySamples, weights: Tensor, fine_samples: int = 0
+        self,
+        ray_bundle: RayBundle,
+        ray_samples: RaySamples,
+        weights: Tensor,
+        fine_samples: int = 0,
+        proposal_stages: bool = True,
     ) -> dict:
         """Everything after the replaced network: importance sampling from ``weights`` (R, N, 1) on the
-        uniform ``ray_samples``, the final pass and the renderers; ``fine_samples`` K > 0 sets the final
-        pass's sample count (see ``ActivationInferenceConfig.fine_samples``), 0 keeps the model's own."""
+        uniform ``ray_samples``, the final pass and the renderers, with K = ``fine_samples`` final samples
+        (0: the model's own); ``proposal_stages`` False: the weights place the final samples directly."""
         raise NotImplementedError
+
+    def later_proposal_counts(self, fine_samples: int = 0) -> list[int]:
+        """Samples per ray of the proposal stages between the replaced network and the final field."""
+        return [k for _, k in self.fine_stages(fine_samples)[:-1]]
 
     @property
     def replaced_network(self) -> torch.nn.Module:
@@ -104,73 +107,36 @@ class ActivationRenderingMixin:
         network can give density to (see :mod:`nerfinternals.grid`)."""
         raise NotImplementedError
 
-    def grid_density(self, unit: Tensor, resolution: int) -> Tensor:
-        """The replaced network's density (M,) at unit coordinates (M, 3), the nodes of a ``resolution``^3
-        density grid."""
+    def grid_density(self, unit: Tensor, resolution: int, source: str = "replaced") -> Tensor:
+        """The replaced network's (or, ``source`` "field", the final field's) density (M,) at unit
+        coordinates (M, 3), the nodes of a ``resolution``^3 density grid."""
         raise NotImplementedError
 
-    def fine_macs_per_ray(self, fine_samples: int = 0) -> int:
-        """Multiply-adds per ray of everything after the replaced network, with ``fine_samples`` (0: stock)."""
+    def fine_stages(
+        self, fine_samples: int = 0, proposal_stages: bool = True
+    ) -> list[tuple[torch.nn.Module, int]]:
+        """(network, samples per ray) of every pass after the replaced network, with ``fine_samples`` (0:
+        stock); ``proposal_stages`` False: the final field only (grid-all)."""
         raise NotImplementedError
+
+    def fine_macs_per_ray(self, fine_samples: int = 0, proposal_stages: bool = True) -> int:
+        """Multiply-adds per ray of everything after the replaced network (see :meth:`fine_stages`)."""
+        return sum(
+            k * internals.linear_macs(net) for net, k in self.fine_stages(fine_samples, proposal_stages)
+        )
 
     def skipped_macs_per_ray(self) -> int:
         """Multiply-adds per ray of the network that activation-informed rendering replaces."""
-        raise NotImplementedError
-
-    def stock_macs_per_ray(self) -> int:
-        """Multiply-adds of the MLPs per ray in the stock pipeline."""
-        return self.skipped_macs_per_ray() + self.fine_macs_per_ray(0)
+        return self.num_probe_samples * internals.linear_macs(self.replaced_network)
 
     # ---- the method --------------------------------------------------------------------------
-    def macs_per_ray(
-        self,
-        layer: int | None,
-        upsample: bool = False,
-        rendered_fraction: float = 1.0,
-        num_samples: int | None = None,
-        probed_fraction: float = 1.0,
-        sampler: str | None = None,
-        fine_samples: int = 0,
-    ) -> float:
-        """Multiply-adds of the MLPs per ray, for ``sampler`` (default: "stock" when ``layer`` is None,
-        else "activation").
-
-        estimate x ``probed_fraction`` + final pass x ``rendered_fraction`` (the share of pixels
-        rendered: the gate, ``in_box`` and empty-ray skipping leave some out). The estimate: the
-        replaced network on N samples (stock), nothing (grid: its fill is a one-time cost), or the probe
-        through layers 0..l on ``num_samples`` (default N) samples of each pixel (with ``upsample`` on a
-        quarter of the pixels with half the samples). Encodings, hash look-ups and compositing are not
-        counted.
-        """
-        sampler = sampler or ("stock" if layer is None else "activation")
-        if sampler == "stock":
-            estimate = float(self.skipped_macs_per_ray())
-        elif sampler == "grid":
-            estimate = 0.0
-        else:
-            n = num_samples or self.num_probe_samples
-            estimate = internals.probe_macs(self.probe_mlp, layer) * (
-                internals.half(n) / 4 if upsample else n
-            )
-        return float(estimate * probed_fraction + self.fine_macs_per_ray(fine_samples) * rendered_fraction)
+    def macs_per_ray(self, layer: int | None, *args, **kwargs) -> float:
+        """Multiply-adds of the MLPs per ray of a setting (:func:`nerfinternals.cost.macs_per_ray`)."""
+        return cost.macs_per_ray(self, layer, *args, **kwargs)
 
     def render_macs_per_ray(self, kwargs: dict, rendered_fraction: float) -> float:
-        """:meth:`macs_per_ray` of a :meth:`render_sampled` call (its keyword arguments) that rendered
-        ``rendered_fraction`` of the pixels. The estimate runs on every pixel not ruled out before it: all
-        of them with the gate or upsampling (probed first) and with skipping other than the hybrid's (it
-        decides on the estimate); the in-box rays are then counted as all of them (at most)."""
-        probed = rendered_fraction
-        if kwargs["gate"] or kwargs["upsample"] or (kwargs["skip_empty"] and kwargs["sampler"] != "hybrid"):
-            probed = 1.0
-        return self.macs_per_ray(
-            kwargs["layer"],
-            kwargs["upsample"],
-            rendered_fraction,
-            num_samples=kwargs["n_probe"],
-            probed_fraction=probed,
-            sampler=kwargs["sampler"],
-            fine_samples=kwargs["fine_samples"],
-        )
+        """Multiply-adds per ray of a :meth:`render_sampled` call (:func:`nerfinternals.cost.render_macs_per_ray`)."""
+        return cost.render_macs_per_ray(self, kwargs, rendered_fraction)
 
     # ---- the inference setting ---------------------------------------------------------------
     def inference_settings(self) -> dict:
@@ -180,7 +146,7 @@ class ActivationRenderingMixin:
     def check_inference(self, settings: dict) -> None:
         """Raise ``ValueError`` (one line) unless ``settings`` can render on this model and device."""
         inference.check_sampler(settings["inference_sampler"])
-        if settings["inference_sampler"] in ("activation", "hybrid"):
+        if ESTIMATORS[settings["inference_sampler"]].probes:
             internals.check_probe_layer(self.probe_mlp, settings["probe_layer"])
             if settings["probe_fct"] not in internals.TRANSFORMS:
                 raise ValueError(
@@ -214,11 +180,6 @@ class ActivationRenderingMixin:
             if not hasattr(collider, "stock_reset_near_plane"):
                 collider.stock_reset_near_plane = collider.reset_near_plane
             collider.reset_near_plane = collider.stock_reset_near_plane and not self.config.keep_near_plane
-
-    def render_kwargs(self, settings: dict | None = None) -> dict:
-        """An inference setting (default: the current one) as keyword arguments of :meth:`render_sampled`."""
-        c = settings or self.inference_settings()
-        return render_kwargs(c)
 
     def render_stock(self, camera_ray_bundle: RayBundle) -> dict[str, Tensor]:
         """The stock pipeline over an (H, W) bundle (nerfstudio's ``get_outputs_for_camera_ray_bundle``),
@@ -259,29 +220,7 @@ class ActivationRenderingMixin:
         if self.STOCK_ONLY_OUTPUT in outputs:
             metrics, images = super().get_image_metrics_and_images(outputs, batch)
             return drop_nan_lpips(metrics), images
-        return self._activation_metrics_and_images(outputs, batch)
-
-    def _activation_metrics_and_images(self, outputs, batch):
-        """Metrics and images of a render without coarse / proposal outputs, named as the stock model names
-        its final pass: NeRF / Mip-NeRF ``psnr, fine_psnr, fine_ssim, fine_lpips``, nerfacto ``psnr, ssim, lpips``."""
-        rgb = outputs["rgb"]
-        image = self.renderer_rgb.blend_background(batch["image"].to(rgb.device))[..., :3]
-        gt, pred = (torch.moveaxis(x, -1, 0)[None] for x in (image, rgb))
-        psnr = float(self.psnr(gt, pred))
-        prefix = self.METRIC_PREFIX
-        metrics = {
-            "psnr": psnr,
-            f"{prefix}ssim": float(self.ssim(gt, pred)),
-            f"{prefix}lpips": float(self.lpips(gt, pred)),
-        }
-        if prefix:
-            metrics[f"{prefix}psnr"] = psnr
-        images = {
-            "img": torch.cat([image, rgb], dim=1),
-            "accumulation": colormaps.apply_colormap(outputs["accumulation"]),
-            "depth": colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"]),
-        }
-        return drop_nan_lpips(metrics), images
+        return final_pass_metrics_and_images(self, outputs, batch)
 
     # ---- the method, step by step --------------------------------------------------------------
     def activation_volume(
@@ -338,179 +277,49 @@ class ActivationRenderingMixin:
                 internals.restrict_to_box(rays, box.to(self.device))
             yield start, start + len(rays), rays
 
-    def _box_mask(self, camera_ray_bundle: RayBundle) -> Tensor | None:
-        """(H, W) mask of the rays that cross the scene box within [near, far] (None: no box)."""
-        box = self.probe_box()
-        if box is None:
-            return None
-        hits = [
-            internals.restrict_to_box(rays, box.to(self.device))
-            for _, _, rays in self._chunks(camera_ray_bundle)
-        ]
-        return torch.cat(hits).view(camera_ray_bundle.shape)
-
-    def _probe_image(
-        self,
-        camera_ray_bundle: RayBundle,
-        layer: int,
-        num_samples: int,
-        in_box: bool = False,
-        n_probe: int | None = None,
-    ) -> Tensor:
-        """The (H, W, num_samples) activation volume of a camera's rays."""
-        h, w = camera_ray_bundle.shape
-        parts = [
-            self.activation_volume(rays, layer, num_samples, n_probe)
-            for _, _, rays in self._chunks(camera_ray_bundle, in_box=in_box)
-        ]
-        return torch.cat(parts).view(h, w, num_samples)
-
-    def _gate(
-        self,
-        camera_ray_bundle: RayBundle,
-        layer: int,
-        threshold: float | None,
-        volume: Tensor | None = None,
-        within: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """The activation map V_l (H, W) and the gate mask (H, W), True where V_l < threshold.
-
-        With ``within`` (H, W), only those pixels can pass, and the default threshold is the mean of
-        V_l over them."""
-        height, width = camera_ray_bundle.shape
-        if volume is None:
-            volume = self._probe_image(camera_ray_bundle, layer, self.num_probe_samples)
-        act_map = internals.activation_map(volume.view(height, width, -1))
-        if within is None:
-            return act_map, internals.gate_mask(act_map, threshold)
-        if threshold is None and within.any():
-            threshold = float(act_map[within].mean())
-        return act_map, internals.gate_mask(act_map, threshold) & within
-
-    _GATE_EMPTY = {"rgb": 3, "accumulation": 1, "depth": 1}
-    """Outputs (and channels) of a gated render that admits no pixel."""
-
-    def _assemble(
-        self,
-        parts: dict[str, list[Tensor]],
-        shape: tuple[int, int],
-        mask: Tensor | None,
-        device: torch.device,
-    ) -> dict[str, Tensor]:
-        """(H, W, C) images from per-chunk outputs; with ``mask``, the chunks hold only the pixels
-        where it is True and the others take the background colour (``rgb*``) or 0 (the rest)."""
-        height, width = shape
-        if mask is None:
-            return {name: torch.cat(p).view(height, width, -1) for name, p in parts.items()}
-        flat_mask = mask.reshape(-1).to(device)
-        if not parts:  # nothing admitted: the outputs every model renders
-            parts = {name: [torch.zeros(0, c, device=device)] for name, c in self._GATE_EMPTY.items()}
-        images = {}
-        for name, p in parts.items():
-            values = torch.cat(p).flatten(0, -2)  # (pixels rendered, C)
-            full = values.new_zeros(height * width, values.shape[-1])
-            if name.startswith("rgb") and values.shape[-1] == 3:
-                full[:] = self.background_rgb().to(full)
-            full[flat_mask] = values
-            images[name] = full.view(height, width, -1)
-        images["gate_mask"] = mask.view(height, width, 1).to(device)
-        return images
-
     # ---- the density grid ----------------------------------------------------------------------
-    def density_grid(self, resolution: int) -> DensityGrid:
-        """The replaced network's density on a ``resolution``^3 grid (:mod:`nerfinternals.grid`), filled on
-        first use and kept while that network's parameters are unchanged (refilled after a training step)."""
-        params = list(self.replaced_network.parameters())
+    def density_grid(self, resolution: int, source: str = "replaced") -> DensityGrid:
+        """A ``resolution``^3 density grid (:mod:`nerfinternals.grid`) of the replaced network or (``source``
+        "field") the final field, kept while that network's parameters are unchanged."""
+        network = self.replaced_network if source == "replaced" else self.field
+        params = list(network.parameters())
         key = (str(self.device), tuple(p.data_ptr() for p in params), tuple(p._version for p in params))
         cache = self.__dict__.setdefault("_density_grids", {})
-        if resolution not in cache or cache[resolution][0] != key:
-            density_at = functools.partial(self.grid_density, resolution=resolution)
-            cache[resolution] = (key, DensityGrid(density_at, resolution, self.device))
-        return cache[resolution][1]
+        if (resolution, source) not in cache or cache[resolution, source][0] != key:
+            density_at = functools.partial(self.grid_density, resolution=resolution, source=source)
+            cache[resolution, source] = (key, DensityGrid(density_at, resolution, self.device))
+        return cache[resolution, source][1]
 
-    def grid_weights(self, ray_samples: RaySamples, grid: DensityGrid) -> Tensor:
-        """Unnormalised weights (R, N, 1) of the grid's density on ``ray_samples``."""
-        unit, inside = self.grid_coordinates(ray_samples.frustums.get_positions())
-        density = grid.density(unit) * inside
-        return torch.nan_to_num(ray_samples.get_weights(density[..., None]), nan=0.0)
+    def grid_of(self, kwargs: dict) -> DensityGrid | None:
+        """The density grid a :meth:`render_sampled` call (its keyword arguments) uses, filled now if not yet."""
+        options = RenderOptions(**kwargs)
+        source = ESTIMATORS[options.sampler].grid_source(self, options)
+        return None if source is None else self.density_grid(options.grid_resolution, source)
 
     # ---- rendering ---------------------------------------------------------------------------
     @torch.inference_mode()
     def render_with_activations(
-        self,
-        camera_ray_bundle: RayBundle,
-        layer: int,
-        fct: str,
-        upsample: bool = False,
-        gate: bool = False,
-        threshold: float | None = None,
-        n_probe: int | None = None,
-        in_box: bool = False,
-        **options,
+        self, camera_ray_bundle: RayBundle, layer: int, fct: str, **options
     ) -> tuple[dict[str, Tensor], dict[str, float]]:
         """:meth:`render_sampled` with the activation sampler (the paper's method)."""
-        return self.render_sampled(
-            camera_ray_bundle,
-            "activation",
-            layer,
-            fct,
-            upsample=upsample,
-            gate=gate,
-            threshold=threshold,
-            n_probe=n_probe,
-            in_box=in_box,
-            **options,
-        )
+        return self.render_sampled(camera_ray_bundle, "activation", layer, fct, **options)
 
     @torch.inference_mode()
     def render_sampled(
         self,
         camera_ray_bundle: RayBundle,
         sampler: str = "activation",
-        layer: int = 1,
-        fct: str = "std_half",
-        upsample: bool = False,
-        gate: bool = False,
-        threshold: float | None = None,
-        n_probe: int | None = None,
-        in_box: bool = False,
-        fine_samples: int = 0,
-        skip_empty: bool = False,
-        empty_threshold: float = 1e-3,
-        grid_resolution: int = 64,
+        *args,
         stage_times: bool = True,
+        **kwargs,
     ) -> tuple[dict[str, Tensor], dict[str, float]]:
-        """Render an (H, W) camera ray bundle: estimate, skip, sample, render.
+        """Render an (H, W) camera ray bundle: estimate, skip, sample, render (:mod:`nerfinternals.estimators`).
 
         Per ray, an estimate gives weights on the N uniform samples the replaced network would have seen;
         rays it finds empty are skipped (``skip_empty``); K importance samples are drawn from the weights
-        and the final pass renders them.
-
-        Args:
-            camera_ray_bundle: rays of shape (H, W).
-            sampler: the estimate. "activation": layer ``layer``'s activations through ``fct`` (the
-                paper); "grid": the replaced network's density on a ``grid_resolution``^3 grid;
-                "hybrid": the activation estimate, with the grid deciding which rays are empty (the probe
-                runs only on the others); "stock": the replaced network itself.
-            layer: probed layer (0-based); activation and hybrid.
-            fct: transform name, one of :data:`nerfinternals.internals.TRANSFORMS`.
-            upsample: probe every 2nd pixel per axis with N/2 samples and upsample the volume.
-            gate: first compute the activation map V_l (per-pixel mean of v over the ray's samples;
-                with ``upsample``, of the upsampled volume); pixels with V_l >= ``threshold`` skip
-                importance sampling and the fine pass and take the background colour (accumulation
-                and depth 0).
-            threshold: the gate's threshold; None: the mean μ(V_l) over the image (with ``in_box``, over
-                the pixels whose ray crosses the box). ``math.inf`` admits every pixel and reproduces
-                the ungated render exactly.
-            n_probe: the probe evaluates this many uniform samples per ray (default: N, the replaced
-                network's count); v is linearly interpolated along the ray onto the N samples.
-            in_box: place the N uniform samples (and the probe's) on the ray's segment inside the scene
-                box; rays that miss it are not rendered (background), like gated pixels. Not for stock.
-            fine_samples: K, the final pass's samples per ray (0: the model's own; see
-                ``ActivationInferenceConfig.fine_samples``).
-            skip_empty: rays whose estimate accumulates less than ``empty_threshold`` along the ray take
-                the background colour without a final pass (0 skips none: the render is unchanged).
-            stage_times: time the stages (synchronising on CUDA between them); False times nothing.
+        and the final pass renders them. The arguments after ``camera_ray_bundle`` (rays (H, W)) are the
+        fields of :class:`~nerfinternals.estimators.RenderOptions`, in order; ``stage_times`` False times
+        nothing (True: the stages, synchronising on CUDA between them).
 
         Returns:
             outputs (each (H, W, C); with ``gate``, ``in_box`` or ``skip_empty`` also ``"gate_mask"``
@@ -518,144 +327,22 @@ class ActivationRenderingMixin:
             times ``{"t_act", "t_coarse", "t_fine"}`` in seconds: the estimate (the stock sampler's
             under ``t_coarse``; the gate's map and the box test count to ``t_act``) and the rest.
         """
-        inference.check_sampler(sampler)
-        probing = sampler in ("activation", "hybrid")
-        if probing:
-            internals.check_probe_layer(self.probe_mlp, layer)
-        upsample, gate = upsample and probing, gate and probing
-        self._apply_near_plane()
-        height, width = camera_ray_bundle.shape
-        n = self.num_probe_samples
-        n_probe = None if n_probe == n else n_probe
-        in_box = in_box and sampler != "stock" and self.probe_box() is not None
-        timer = StageTimer(self.device, enabled=stage_times)
-        estimate_stage = "t_coarse" if sampler == "stock" else "t_act"
-        probed = mask = act_map = index = grid = None
-        with timer.stage(estimate_stage):
-            if sampler == "grid" or (sampler == "hybrid" and skip_empty):
-                grid = self.density_grid(grid_resolution)
-            if in_box:
-                mask = self._box_mask(camera_ray_bundle)
-            if upsample:
-                coarse_grid = pixel_grid(camera_ray_bundle, range(0, height, 2), range(0, width, 2))
-                small = self._probe_image(coarse_grid, layer, internals.half(n_probe or n), in_box)
-                probed = internals.upsample_nearest(small, (height, width, n)).reshape(height * width, n)
-            elif gate:
-                probed = self._probe_image(camera_ray_bundle, layer, n, in_box, n_probe).reshape(
-                    height * width, n
-                )
-            if gate:
-                act_map, mask = self._gate(camera_ray_bundle, layer, threshold, volume=probed, within=mask)
-            if mask is not None:
-                index = mask.reshape(-1).nonzero().squeeze(-1)
+        options = RenderOptions(sampler, *args, **kwargs)
+        estimator = self.estimator(options)
+        return loop.render(self, camera_ray_bundle, estimator, stage_times=stage_times)
 
-        def activations(rays: RayBundle, samples: RaySamples, rows: slice | Tensor) -> Tensor:
-            """v (R, N) of the probe for ``rays`` (their uniform ``samples``, rows of the probed volume)."""
-            if probed is not None:
-                return probed[rows].to(self.device)
-            if n_probe is None:
-                return internals.activation_feature(self.probe_mlp, self.probe_inputs(samples), layer)
-            return self.activation_volume(rays, layer, n, n_probe)
-
-        outputs: dict[str, list[Tensor]] = defaultdict(list)
-        kept: list[Tensor] = []
-        for start, end, rays in self._chunks(camera_ray_bundle, index, in_box):
-            rows = slice(start, end) if index is None else index[start:end]
-            with timer.stage(estimate_stage):
-                samples = self.probe_samples(rays, n)
-                if sampler == "stock":
-                    weights = self.stock_weights(samples)  # unnormalised into the PDF sampler, as stock
-                elif sampler == "grid" or grid is not None:
-                    weights = self.grid_weights(samples, grid)
-                else:
-                    v = activations(rays, samples, rows)
-                    weights = samples.get_weights(self.estimate_density(samples, v, fct)[..., None])
-                keep = None
-                if skip_empty:
-                    keep = torch.nan_to_num(weights.sum(dim=(-2, -1)), nan=0.0) >= empty_threshold
-                    kept.append(keep.to(camera_ray_bundle.origins.device))
-                    if bool(keep.all()):
-                        keep = None
-                    else:
-                        # new samples of the kept rays (same positions: the samplers are deterministic
-                        # at eval), since samples carry a spacing function of all the chunk's rays
-                        rays, weights = rays[keep], weights[keep]
-                        samples = self.probe_samples(rays, n)
-                        rows = (
-                            torch.arange(start, end, device=keep.device)[keep]
-                            if index is None
-                            else rows[keep]
-                        )
-                if sampler == "hybrid" and grid is not None and len(rays):
-                    v = activations(rays, samples, rows)
-                    weights = samples.get_weights(self.estimate_density(samples, v, fct)[..., None])
-                if sampler != "stock":
-                    weights = internals.normalise_weights(weights)
-            with timer.stage("t_fine"):
-                chunk_out = self._render_kept(rays, samples, weights, keep, fine_samples)
-            for name, value in chunk_out.items():
-                outputs[name].append(value.to(camera_ray_bundle.origins.device))
-        images = self._assemble(outputs, (height, width), mask, camera_ray_bundle.origins.device)
-        if skip_empty:
-            rendered = torch.cat(kept) if kept else torch.zeros(0, dtype=torch.bool)
-            if index is not None:
-                full = torch.zeros(height * width, dtype=torch.bool, device=rendered.device)
-                full[index.to(rendered.device)] = rendered
-                rendered = full
-            images["gate_mask"] = rendered.view(height, width, 1)
-        if act_map is not None:
-            images["activation_map"] = act_map.view(height, width, 1).to(camera_ray_bundle.origins.device)
-        times = {name: timer.totals[name] for name in ("t_act", "t_coarse", "t_fine")}
-        return images, times
-
-    def _render_kept(
-        self, rays: RayBundle, samples: RaySamples, weights: Tensor, keep: Tensor | None, fine_samples: int
-    ) -> dict[str, Tensor]:
-        """The final pass for the kept rays of a chunk (``keep`` None: all of them); the others take the
-        background colour (``rgb``) and 0 (accumulation, depth)."""
-        if keep is None:
-            return self.render_from_weights(rays, samples, weights, fine_samples)
-        rendered = self.render_from_weights(rays, samples, weights, fine_samples) if len(rays) else {}
-        out = {}
-        for name, channels in self._GATE_EMPTY.items():
-            value = rendered.get(name)
-            full = torch.zeros(len(keep), channels, device=self.device)
-            if name == "rgb":
-                full[:] = self.background_rgb().to(full)
-            if value is not None:
-                full = full.to(value.dtype)
-                full[keep] = value.reshape(-1, channels)
-            out[name] = full
-        return out
+    def estimator(self, options: RenderOptions) -> Estimator:
+        """The estimator of ``options.sampler``, checked against this model (one-line ``ValueError``)."""
+        inference.check_sampler(options.sampler)
+        cls = ESTIMATORS[options.sampler]
+        if not cls.probes:  # the probe's options do not apply
+            options = dataclasses.replace(options, upsample=False, gate=False)
+        cls.check(self, options)
+        return cls(self, options)
 
     @torch.inference_mode()
-    def render_gated(
-        self, camera_ray_bundle: RayBundle, layer: int, threshold: float | None = None
-    ) -> tuple[dict[str, Tensor], dict[str, float]]:
-        """The stock coarse-to-fine pipeline, run only for pixels with V_l < ``threshold`` (the paper's Fig. 3).
+    def render_gated(self, camera_ray_bundle: RayBundle, layer: int, threshold: float | None = None):
+        """The stock pipeline run only for pixels with V_l < ``threshold`` (:func:`nerfinternals.analysis.render_gated`)."""
+        from nerfinternals.analysis import render_gated
 
-        V_l is the activation map of the probed network (per-pixel mean of v over the N uniform
-        samples); ``threshold=None`` is its image mean μ(V_l), ``math.inf`` admits every pixel and
-        reproduces :meth:`render_stock` exactly. Other pixels take the background
-        colour (``rgb*`` outputs) and 0 (every other output).
-
-        Returns:
-            the stock outputs (H, W, C) plus ``"gate_mask"`` (H, W, 1) bool and ``"activation_map"``
-            (H, W, 1); times ``{"t_act", "t_render"}`` (probe + map, stock pipeline) in seconds.
-        """
-        internals.check_probe_layer(self.probe_mlp, layer)
-        height, width = camera_ray_bundle.shape
-        timer = StageTimer(self.device)
-        with timer.stage("t_act"):
-            act_map, mask = self._gate(camera_ray_bundle, layer, threshold)
-            index = mask.reshape(-1).nonzero().squeeze(-1).to(camera_ray_bundle.origins.device)
-        parts: dict[str, list[Tensor]] = {}
-        with timer.stage("t_render"):
-            if len(index):
-                admitted = camera_ray_bundle.flatten()[index].reshape((len(index), 1))
-                outputs = self.render_stock(admitted)
-                parts = {name: [value] for name, value in outputs.items()}
-        device = camera_ray_bundle.origins.device
-        images = self._assemble(parts, (height, width), mask, device)
-        images["activation_map"] = act_map.view(height, width, 1).to(device)
-        return images, {"t_act": timer.totals["t_act"], "t_render": timer.totals["t_render"]}
+        return render_gated(self, camera_ray_bundle, layer, threshold)

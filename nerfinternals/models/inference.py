@@ -6,18 +6,24 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from nerfinternals.estimators import ESTIMATORS
+
+SAMPLERS: tuple[str, ...] = tuple(ESTIMATORS)
+"""Values of ``inference_sampler``: the estimators' names."""
+
 
 @dataclass
 class ActivationInferenceConfig:
     """How the model renders whole cameras when it is not training (eval images, ns-render, the viewer,
     ns-eval). Fields of every activation-* model config; defaults keep stock behaviour."""
 
-    inference_sampler: Literal["stock", "activation", "grid", "hybrid"] = "stock"
+    inference_sampler: Literal[SAMPLERS] = "stock"
     """How the samples of the final pass are placed. "stock": the model's own coarse-to-fine / proposal
     sampling; "activation": the coarse (first proposal) network replaced by the estimate from its layer
     probe_layer (the paper); "grid": that network's density, sampled once on a grid_resolution^3 grid
-    and looked up instead (a post hoc density grid); "hybrid": the activation estimate places the
-    samples, the grid decides which rays are empty (with skip_empty)."""
+    and looked up instead (a post hoc density grid); "grid-all": on nerfacto, every proposal stage replaced
+    by a grid of the field's density (elsewhere the same as "grid"); "hybrid": the activation estimate
+    places the samples, the grid decides which rays are empty (with skip_empty)."""
     probe_layer: int = 1
     """Probed layer, 0-based (1 = the paper's l=2)."""
     probe_fct: Literal["std", "std_half", "std_half_sq"] = "std_half"
@@ -54,8 +60,6 @@ class ActivationInferenceConfig:
 
 INFERENCE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ActivationInferenceConfig))
 
-SAMPLERS: tuple[str, ...] = ("stock", "activation", "grid", "hybrid")
-"""Values of ``inference_sampler``."""
 
 MAX_GRID_RESOLUTION = 512
 """Largest density grid: 512^3 float32 cells are 512 MiB (and as many evaluations of the network)."""

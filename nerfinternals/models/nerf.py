@@ -20,7 +20,6 @@ from nerfstudio.models.vanilla_nerf import NeRFModel, VanillaModelConfig
 from torch import Tensor
 
 from nerfinternals.data.ndc import ndc_collider_from_metadata
-from nerfinternals.internals import linear_macs
 from nerfinternals.metrics import offline_lpips
 from nerfinternals.models.base import ActivationRenderingMixin
 from nerfinternals.models.inference import ActivationInferenceConfig
@@ -98,17 +97,14 @@ class _NeRFFamily(ActivationRenderingMixin):
     def probe_mlp(self) -> MLP:
         return self.replaced_network.mlp_base
 
-    def fine_macs_per_ray(self, fine_samples: int = 0) -> int:
+    def fine_stages(self, fine_samples: int = 0, proposal_stages: bool = True) -> list[tuple[NeRFField, int]]:
         c = self.config
         # NeRF's stock PDFSampler(include_original=True) merges the N + 1 uniform bin edges with I + 1 new
         # ones: N + I + 1 samples (193 for 64 + 128); Mip-NeRF's has I
         stock = c.num_importance_samples + (
             c.num_coarse_samples + 1 if self.sampler_pdf.include_original else 0
         )
-        return (fine_samples or stock) * linear_macs(self.fine_field)
-
-    def skipped_macs_per_ray(self) -> int:
-        return self.config.num_coarse_samples * linear_macs(self.replaced_network)
+        return [(self.fine_field, fine_samples or stock)]
 
     def probe_samples(self, ray_bundle: RayBundle, num_samples: int) -> RaySamples:
         return self.sampler_uniform(ray_bundle, num_samples=num_samples)
@@ -127,7 +123,12 @@ class _NeRFFamily(ActivationRenderingMixin):
         }
 
     def render_from_weights(
-        self, ray_bundle: RayBundle, ray_samples: RaySamples, weights: Tensor, fine_samples: int = 0
+        self,
+        ray_bundle: RayBundle,
+        ray_samples: RaySamples,
+        weights: Tensor,
+        fine_samples: int = 0,
+        proposal_stages: bool = True,
     ) -> dict:
         sampler = self.sampler_pdf
         if (
@@ -157,7 +158,7 @@ class _NeRFFamily(ActivationRenderingMixin):
         unit = (positions - lo) / (hi - lo)
         return unit, ((unit >= 0) & (unit <= 1)).all(dim=-1)
 
-    def grid_density(self, unit: Tensor, resolution: int) -> Tensor:
+    def grid_density(self, unit: Tensor, resolution: int, source: str = "replaced") -> Tensor:
         lo, hi = self._grid_box()
         field = self.replaced_network
         positions = lo + unit * (hi - lo)

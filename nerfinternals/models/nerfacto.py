@@ -18,13 +18,13 @@ from typing import Literal
 import torch
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.field_components.activations import trunc_exp
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.field_components.mlp import MLP
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from torch import Tensor
 
 from nerfinternals.data.ndc import ndc_collider_from_metadata
-from nerfinternals.internals import linear_macs
 from nerfinternals.metrics import offline_lpips
 from nerfinternals.models.base import ActivationRenderingMixin
 from nerfinternals.models.density_fields import MLPDensityField, ProbedDensityField, ProbedHashMLPDensityField
@@ -124,11 +124,19 @@ class ActivationNerfactoModel(ActivationRenderingMixin, NerfactoModel):
         return [max(2, round(k * scale)) for k in later], fine_samples
 
     def render_from_weights(
-        self, ray_bundle: RayBundle, ray_samples: RaySamples, weights: Tensor, fine_samples: int = 0
+        self,
+        ray_bundle: RayBundle,
+        ray_samples: RaySamples,
+        weights: Tensor,
+        fine_samples: int = 0,
+        proposal_stages: bool = True,
     ) -> dict:
-        """Proposal levels 1..n and the field, as ``ProposalNetworkSampler`` and ``get_outputs`` at eval."""
+        """Proposal levels 1..n and the field, as ``ProposalNetworkSampler`` and ``get_outputs`` at eval
+        (without ``proposal_stages``: the field's samples drawn from ``weights`` directly)."""
         sampler = self.proposal_sampler
         later, field_samples = self.fine_counts(fine_samples)
+        if not proposal_stages:
+            later = []
         for level, num in enumerate([*later, field_samples], start=1):
             ray_samples = sampler.pdf_sampler(ray_bundle, ray_samples, weights, num_samples=num)
             if level < self.config.num_proposal_iterations:
@@ -154,13 +162,20 @@ class ActivationNerfactoModel(ActivationRenderingMixin, NerfactoModel):
         # the first proposal network's own coordinates: its box, or the contracted ball of radius 2
         return self._proposal_net(0).normalized_positions(positions)
 
-    def grid_density(self, unit: Tensor, resolution: int) -> Tensor:
-        return self._proposal_net(0).density_from_unit(unit)
+    def grid_density(self, unit: Tensor, resolution: int, source: str = "replaced") -> Tensor:
+        if source == "replaced":
+            return self._proposal_net(0).density_from_unit(unit)
+        # the field's get_density at these (contracted or box-normalised) coordinates, as stock computes it
+        inside = ((unit > 0.0) & (unit < 1.0)).all(dim=-1)
+        raw = self.field.mlp_base((unit * inside[..., None]).view(-1, 3))[..., 0]
+        return (self.field.average_init_density * trunc_exp(raw) * inside).reshape(-1)
 
-    def fine_macs_per_ray(self, fine_samples: int = 0) -> int:
+    def fine_stages(
+        self, fine_samples: int = 0, proposal_stages: bool = True
+    ) -> list[tuple[torch.nn.Module, int]]:
         later, field_samples = self.fine_counts(fine_samples)
-        proposals = sum(k * linear_macs(self._proposal_net(level)) for level, k in enumerate(later, start=1))
-        return proposals + field_samples * linear_macs(self.field)
-
-    def skipped_macs_per_ray(self) -> int:
-        return self.config.num_proposal_samples_per_ray[0] * linear_macs(self._proposal_net(0))
+        later = later if proposal_stages else []
+        return [
+            *((self._proposal_net(level), k) for level, k in enumerate(later, start=1)),
+            (self.field, field_samples),
+        ]

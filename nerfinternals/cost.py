@@ -1,0 +1,228 @@
+"""What a render costs, for any setting, without rendering it.
+
+Two measures: the MLPs' multiply-adds per ray (:func:`macs_per_ray`: the Linear layers that run, the
+probe through layers 0..l, the replaced network, later proposal stages and the final field), and a cost
+model that predicts time (:func:`render_operations`, :func:`predicted_time_ratio`): every operation a
+render spends time on, weighed by per-operation times measured on synthetic inputs. A density grid's
+fill is a one-time cost, not per ray (:func:`fill_operations`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import os
+from collections import Counter
+from pathlib import Path
+
+import torch
+from nerfstudio.field_components.encodings import HashEncoding, NeRFEncoding, SHEncoding
+
+from nerfinternals import internals
+
+
+def macs_per_ray(
+    model,
+    layer: int | None,
+    upsample: bool = False,
+    rendered_fraction: float = 1.0,
+    num_samples: int | None = None,
+    probed_fraction: float = 1.0,
+    sampler: str | None = None,
+    fine_samples: int = 0,
+) -> float:
+    """Multiply-adds of the MLPs per ray, for ``sampler`` (default: "stock" when ``layer`` is None,
+    else "activation").
+
+    estimate x ``probed_fraction`` + final pass x ``rendered_fraction`` (the share of pixels
+    rendered: the gate, ``in_box`` and empty-ray skipping leave some out). The estimate: the
+    replaced network on N samples (stock), nothing (grid: its fill is a one-time cost), or the probe
+    through layers 0..l on ``num_samples`` (default N) samples of each pixel (with ``upsample`` on a
+    quarter of the pixels with half the samples). Encodings, hash look-ups and compositing are not
+    counted.
+    """
+    sampler = sampler or ("stock" if layer is None else "activation")
+    if sampler == "stock":
+        estimate = float(model.skipped_macs_per_ray())
+    elif sampler in ("grid", "grid-all"):
+        estimate = 0.0
+    else:
+        n = num_samples or model.num_probe_samples
+        estimate = internals.probe_macs(model.probe_mlp, layer) * (internals.half(n) / 4 if upsample else n)
+    fine = model.fine_macs_per_ray(fine_samples, proposal_stages=sampler != "grid-all")
+    return float(estimate * probed_fraction + fine * rendered_fraction)
+
+
+def render_macs_per_ray(model, kwargs: dict, rendered_fraction: float) -> float:
+    """:func:`macs_per_ray` of a ``render_sampled`` call (its keyword arguments) that rendered
+    ``rendered_fraction`` of the pixels. The estimate runs on every pixel not ruled out before it: all
+    of them with the gate or upsampling (probed first) and with skipping other than the hybrid's (it
+    decides on the estimate); the in-box rays are then counted as all of them (at most)."""
+    probed = rendered_fraction
+    if kwargs["gate"] or kwargs["upsample"] or (kwargs["skip_empty"] and kwargs["sampler"] != "hybrid"):
+        probed = 1.0
+    return model.macs_per_ray(
+        kwargs["layer"],
+        kwargs["upsample"],
+        rendered_fraction,
+        num_samples=kwargs["n_probe"],
+        probed_fraction=probed,
+        sampler=kwargs["sampler"],
+        fine_samples=kwargs["fine_samples"],
+    )
+
+
+# ---- the cost model: predicted time, not only multiply-adds ------------------------------------------
+# Besides the MLPs' multiply-adds a render spends time on hash-grid look-ups (nerfacto's field and stock
+# proposal networks), positional encodings (integrated ones for Mip-NeRF), density-grid look-ups, the
+# compositing of weights along each ray and inverse-transform sampling. The model counts each operation
+# per ray and weighs it with a per-operation time measured once per machine on synthetic inputs
+# (``python -m benchmarks.calibrate_cost``), never on the run it predicts.
+
+OPERATIONS = ("hash", "encode", "ipe", "grid", "composite", "draw")
+"""Operations besides the multiply-adds (keyed ("mac", in x out) by layer size): hash-grid corner x feature
+look-ups, positional-encoding output values, integrated-encoding output values, density-grid trilinear
+look-ups, samples whose weights are composited, samples drawn by inverse-transform sampling."""
+
+
+def network_operations(network: torch.nn.Module, samples: float) -> Counter:
+    """Operations of ``samples`` evaluations of ``network``: every Linear, hash grid and positional encoding
+    in it (a Mip-NeRF field's position encoding integrated)."""
+    ops = _linear_operations([m for m in network.modules() if isinstance(m, torch.nn.Linear)], samples)
+    ops.update(encoding_operations(network, samples))
+    direction = getattr(network, "direction_encoding", None)
+    if isinstance(direction, NeRFEncoding | SHEncoding):
+        ops["encode"] += samples * direction.get_out_dim()
+    return ops
+
+
+def encoding_operations(network: torch.nn.Module, samples: float) -> Counter:
+    """Operations of encoding ``samples`` positions for ``network``: its hash grids and positional encodings,
+    not the direction's (a Mip-NeRF field's position encoding integrated)."""
+    ops: Counter = Counter()
+    integrated = getattr(network, "use_integrated_encoding", False)
+    direction = getattr(network, "direction_encoding", None)
+    for m in network.modules():
+        if m is direction:
+            continue
+        if isinstance(m, HashEncoding):
+            ops["hash"] += samples * m.num_levels * 8 * m.features_per_level
+        elif isinstance(m, NeRFEncoding):
+            ops["ipe" if integrated else "encode"] += samples * m.get_out_dim()
+    return ops
+
+
+def _linear_operations(linears, samples: float) -> Counter:
+    ops: Counter = Counter()
+    for m in linears:
+        ops["mac", m.in_features * m.out_features] += samples * m.in_features * m.out_features
+    return ops
+
+
+def probe_operations(model, layer: int, samples: float) -> Counter:
+    """Operations of the activation probe through layers 0..``layer`` on ``samples`` samples: the replaced
+    network's position encoding and the truncated MLP."""
+    ops = encoding_operations(model.replaced_network, samples)
+    ops.update(_linear_operations(model.probe_mlp.layers[: layer + 1], samples))
+    return ops
+
+
+def render_operations(model, kwargs: dict, rendered_fraction: float = 1.0) -> Counter:
+    """Operations per ray of a ``render_sampled`` call (its keyword arguments) that rendered
+    ``rendered_fraction`` of the pixels; the estimate is counted on the pixels :func:`render_macs_per_ray`
+    counts it on."""
+    sampler, n = kwargs["sampler"], model.num_probe_samples
+    probed = rendered_fraction
+    if kwargs["gate"] or kwargs["upsample"] or (kwargs["skip_empty"] and sampler != "hybrid"):
+        probed = 1.0
+    estimate: Counter = Counter(composite=n)
+    later = model.later_proposal_counts(kwargs["fine_samples"]) if sampler == "grid-all" else []
+    if sampler == "stock":
+        estimate.update(network_operations(model.replaced_network, n))
+    elif sampler in ("grid", "grid-all"):
+        estimate.update(grid=n + sum(later), composite=sum(later), draw=sum(later))
+    else:
+        m = kwargs["n_probe"] or n
+        estimate.update(
+            probe_operations(model, kwargs["layer"], internals.half(m) / 4 if kwargs["upsample"] else m)
+        )
+        if sampler == "hybrid" and kwargs["skip_empty"]:  # the grid decides on every ray, before the probe
+            estimate = _scaled(estimate, rendered_fraction / max(probed, 1e-12))
+            estimate.update(_scaled(Counter(grid=n, composite=n), 1.0 / max(probed, 1e-12)))
+    fine: Counter = Counter()
+    for net, k in model.fine_stages(kwargs["fine_samples"], proposal_stages=sampler != "grid-all"):
+        fine.update(network_operations(net, k))
+        fine.update(composite=k, draw=k)
+    total = _scaled(estimate, probed)
+    total.update(_scaled(fine, rendered_fraction))
+    return total
+
+
+def _scaled(ops: Counter, factor: float) -> Counter:
+    return Counter({k: v * factor for k, v in ops.items()})
+
+
+def stock_kwargs() -> dict:
+    """``render_sampled`` keyword arguments of the stock pipeline (stock sampler, the model's budget)."""
+    return dict(
+        sampler="stock", layer=0, upsample=False, gate=False, n_probe=None, skip_empty=False, fine_samples=0
+    )
+
+
+def seconds(ops: Counter, constants: dict) -> float:
+    """Predicted seconds of ``ops`` with per-operation ``constants`` (seconds per unit; "mac" a table of
+    seconds per multiply-add by layer size in x out, interpolated in log size)."""
+    sizes = sorted((int(size), float(c)) for size, c in constants["mac"].items())
+    logs = [math.log(s) for s, _ in sizes]
+    total = 0.0
+    for key, count in ops.items():
+        if isinstance(key, tuple):  # ("mac", layer size)
+            x = min(max(math.log(key[1]), logs[0]), logs[-1])
+            i = max(1, bisect.bisect_left(logs, x)) if len(logs) > 1 else 0
+            if len(logs) == 1:
+                per = sizes[0][1]
+            else:
+                lo, hi = logs[i - 1], logs[i]
+                f = (x - lo) / (hi - lo)
+                per = sizes[i - 1][1] * (1 - f) + sizes[i][1] * f
+            total += count * per
+        else:
+            total += count * constants[key]
+    return total
+
+
+def predicted_time_ratio(
+    model, kwargs: dict, rendered_fraction: float = 1.0, constants: dict | None = None
+) -> float:
+    """Predicted time of a setting per image, as a fraction of the stock pipeline's (the cost model)."""
+    constants = constants or load_constants()
+    ours = seconds(render_operations(model, kwargs, rendered_fraction), constants)
+    return ours / seconds(render_operations(model, stock_kwargs()), constants)
+
+
+def load_constants(path: Path | None = None) -> dict:
+    """The per-operation constants: ``path``, else $NERFINTERNALS_COST_CONSTANTS, else the ones measured on
+    the project's reference CPU (:data:`nerfinternals.cost_constants.CONSTANTS`)."""
+    path = path or os.environ.get("NERFINTERNALS_COST_CONSTANTS")
+    if path:
+        return json.loads(Path(path).read_text())["constants"]
+    from nerfinternals.cost_constants import CONSTANTS
+
+    return CONSTANTS
+
+
+def fill_operations(model, kwargs: dict) -> Counter:
+    """Operations of filling the density grid a setting uses (once per loaded model; none without a grid)."""
+    from nerfinternals.estimators import ESTIMATORS, RenderOptions
+
+    options = RenderOptions(**kwargs)
+    source = ESTIMATORS[options.sampler].grid_source(model, options)
+    if source is None:
+        return Counter()
+    net = model.replaced_network if source == "replaced" else model.field
+    points = options.grid_resolution**3
+    ops = encoding_operations(net, points)  # then the position MLP (the fill needs no colour)
+    mlp = getattr(net, "mlp_base", net)
+    ops.update(_linear_operations([m for m in mlp.modules() if isinstance(m, torch.nn.Linear)], points))
+    return ops

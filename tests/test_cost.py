@@ -1,0 +1,107 @@
+"""The cost model: operations counted per ray against hand counts, seconds against a hand computation,
+and the calibration's output file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from nerfstudio.field_components.encodings import HashEncoding
+
+from nerfinternals import cost
+from nerfinternals.internals import linear_macs
+from tests.runs import REPO
+
+
+def _kwargs(sampler: str, **over) -> dict:
+    return {**cost.stock_kwargs(), "sampler": sampler, "layer": 1, **over}
+
+
+def test_hash_lookups_are_levels_times_corners_times_features(models):
+    model = models("nerfacto-stock")
+    field_grids = [m for m in model.field.modules() if isinstance(m, HashEncoding)]
+    assert field_grids  # the field's hash grid
+    expected = sum(g.num_levels * 8 * g.features_per_level for g in field_grids) * 10
+    assert cost.network_operations(model.field, 10)["hash"] == expected
+    assert expected == 10 * 4 * 8 * 2  # tiny config: 4 levels, 2 features per level
+
+
+@pytest.mark.parametrize("kind", ["nerf", "mipnerf", "nerfacto", "nerfacto-stock"])
+@pytest.mark.parametrize("sampler", ["stock", "activation", "grid", "grid-all", "hybrid"])
+def test_multiply_adds_of_the_cost_model_are_the_counted_multiply_adds(models, kind, sampler):
+    """The MLP part of the operations is macs_per_ray (itself checked against hooks counting Linear calls)."""
+    model = models(kind)
+    for k in (0, 4):
+        kwargs = _kwargs(sampler, fine_samples=k, skip_empty=sampler == "hybrid")
+        ops = cost.render_operations(model, kwargs, rendered_fraction=0.5)
+        macs = sum(v for key, v in ops.items() if isinstance(key, tuple))
+        assert macs == pytest.approx(model.render_macs_per_ray({**kwargs, "n_probe": None}, 0.5), rel=1e-9)
+
+
+def test_grid_all_spends_no_time_on_proposal_networks(models):
+    model = models("nerfacto-stock")
+    ops = cost.render_operations(model, _kwargs("grid-all"))
+    (net1, k1), (field, k2) = model.fine_stages(0)
+    assert ops["draw"] == k1 + k2 and ops["grid"] == model.num_probe_samples + k1
+    assert ops["hash"] == cost.network_operations(field, k2)["hash"]  # the field's hash grid only
+    grid = cost.render_operations(model, _kwargs("grid"))
+    assert grid["hash"] == ops["hash"] + cost.network_operations(net1, k1)["hash"]
+
+
+def test_seconds_weigh_each_operation_and_interpolate_multiply_adds_in_log_size():
+    constants = {"mac": {"100": 4.0, "10000": 2.0}, "hash": 5.0, "grid": 7.0}
+    ops = {("mac", 1000): 3.0, ("mac", 10): 1.0, ("mac", 10**6): 2.0, "hash": 2.0, "grid": 1.0}
+    # 1000 is half-way between 100 and 10000 in log size: 3.0 per multiply-add; outside the range: the ends
+    assert cost.seconds(ops, constants) == pytest.approx(3.0 * 3.0 + 1.0 * 4.0 + 2.0 * 2.0 + 2 * 5.0 + 7.0)
+
+
+def test_predicted_ratio_of_stock_is_one_and_budgets_predict_less(models):
+    model = models("nerfacto")
+    assert cost.predicted_time_ratio(model, cost.stock_kwargs()) == pytest.approx(1.0)
+    assert cost.predicted_time_ratio(model, _kwargs("grid", fine_samples=4)) < cost.predicted_time_ratio(
+        model, _kwargs("grid")
+    )
+    assert cost.predicted_time_ratio(model, _kwargs("grid-all")) < cost.predicted_time_ratio(
+        model, _kwargs("grid")
+    )
+
+
+def test_fill_operations_count_the_grids_nodes(models):
+    model = models("nerf")
+    ops = cost.fill_operations(model, {"sampler": "grid", "grid_resolution": 4})
+    mlp = model.field_coarse.mlp_base
+    assert sum(v for k, v in ops.items() if isinstance(k, tuple)) == 4**3 * linear_macs(mlp)
+    assert cost.fill_operations(model, {"sampler": "activation"}) == {}
+
+
+def test_calibration_writes_every_constant(tmp_path):
+    out = tmp_path / "constants.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.calibrate_cost", "--output", str(out), "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads(out.read_text())
+    constants = record["constants"]
+    assert set(constants) == {"mac", *cost.OPERATIONS} and record["machine"]
+    assert all(c > 0 for c in constants["mac"].values()) and all(constants[k] > 0 for k in cost.OPERATIONS)
+    ops = cost.render_operations(_build_tiny_nerf(), cost.stock_kwargs())
+    assert cost.seconds(ops, constants) > 0
+
+
+def _build_tiny_nerf():
+    from tests.runs import build_model
+
+    return build_model("nerf")
+
+
+def test_packaged_constants_cover_every_operation():
+    constants = cost.load_constants()
+    assert set(constants) == {"mac", *cost.OPERATIONS}
+    assert torch.tensor([float(v) for v in constants["mac"].values()]).gt(0).all()

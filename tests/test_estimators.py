@@ -1,0 +1,165 @@
+"""The estimators and the render loop: every sampler renders what the stored reference renders hold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
+from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.models.nerfacto import NerfactoModelConfig
+
+from nerfinternals.grid import grid_points
+from nerfinternals.metrics import offline_lpips
+from tests.reference_renders import CASES, DATA, REPO, RUNS, load_view, render_case
+from tests.runs import _NERFACTO, build_model, camera_bundle
+
+SCENE_BOX = SceneBox(aabb=torch.tensor([[-1.5, -1.5, -1.5], [1.5, 1.5, 1.5]]))
+NDC_METADATA = {"ndc_width": 13.0, "ndc_height": 9.0, "ndc_focal": 20.0}
+
+
+def _stock_field_model(config, ours):
+    """A stock nerfstudio nerfacto of ``config`` carrying ``ours``' field weights (its proposal networks
+    are its own: they are not used where this is called)."""
+    with offline_lpips():
+        stock = config.setup(scene_box=SCENE_BOX, num_train_data=2).eval()
+    state = {k: v for k, v in ours.state_dict().items() if k.startswith("field.")}
+    missing, unexpected = stock.load_state_dict(state, strict=False)
+    assert not unexpected and not [k for k in missing if k.startswith("field.")]
+    return stock
+
+
+@pytest.fixture(scope="module")
+def references():
+    if not DATA.is_file():
+        pytest.skip("no reference renders (python -m tests.reference_renders)")
+    return dict(np.load(DATA))
+
+
+@pytest.fixture(scope="module", params=list(RUNS))
+def shipped(request):
+    if not (REPO / RUNS[request.param]).is_file():
+        pytest.skip(f"no shipped activation-{request.param} run")
+    return request.param, *load_view(request.param)
+
+
+def test_every_sampler_renders_the_reference_pixels(shipped, references):
+    kind, model, bundle = shipped
+    for case in CASES:
+        rendered = render_case(model, bundle, case)
+        stored = {k.rsplit("/", 1)[1]: v for k, v in references.items() if k.startswith(f"{kind}/{case}/")}
+        assert set(rendered) == set(stored), (case, sorted(rendered), sorted(stored))
+        for name, value in rendered.items():
+            np.testing.assert_allclose(
+                value, stored[name], atol=1e-6, rtol=0, err_msg=f"{kind} {case} {name}"
+            )
+
+
+# ---- the registry ------------------------------------------------------------------------------------
+def test_registry_names_are_every_cli_and_viewer_choice():
+    import typing
+
+    from nerfinternals.estimators import ESTIMATORS
+    from nerfinternals.eval import ActivationDerivedDensity
+    from nerfinternals.models.inference import SAMPLERS, ActivationInferenceConfig
+    from nerfinternals.render import InferenceOptions
+
+    assert SAMPLERS == tuple(ESTIMATORS) and "grid-all" in SAMPLERS
+    assert typing.get_args(typing.get_type_hints(ActivationInferenceConfig)["inference_sampler"]) == SAMPLERS
+    assert typing.get_args(typing.get_type_hints(InferenceOptions)["inference_sampler"]) == SAMPLERS
+    (choices,) = typing.get_args(typing.get_type_hints(ActivationDerivedDensity)["sampler"])[:1]
+    assert typing.get_args(choices) == SAMPLERS
+
+
+# ---- grid-all ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["nerf", "mipnerf"])
+def test_grid_all_is_grid_on_models_with_one_coarse_stage(models, kind):
+    model, bundle = models(kind), camera_bundle()
+    for options in (dict(), dict(fine_samples=4, skip_empty=True)):
+        grid, _ = model.render_sampled(bundle, "grid", grid_resolution=8, **options)
+        grid_all, _ = model.render_sampled(bundle, "grid-all", grid_resolution=8, **options)
+        assert set(grid) == set(grid_all)
+        for name in grid:
+            assert torch.equal(grid[name], grid_all[name]), (options, name)
+
+
+def _grid_density_fn(model, grid):
+    """A nerfstudio density function (positions (..., 3) -> (..., 1)) that looks ``grid`` up."""
+
+    def density(positions):
+        unit, inside = model.grid_coordinates(positions)
+        return (grid.density(unit) * inside)[..., None]
+
+    return density
+
+
+@pytest.mark.parametrize("kind", ["nerfacto", "nerfacto-stock", "nerfacto-bounded"])
+def test_grid_all_is_nerfstudios_proposal_sampler_with_the_grid_for_every_proposal_network(kind):
+    """Stock nerfacto, its proposal networks' density functions replaced by the grid's look-up: the same
+    render, and no proposal network runs."""
+    ours_model, bundle = build_model(kind), camera_bundle()
+    calls = []
+    for net in ours_model.proposal_networks:
+        net.register_forward_hook(lambda *_: calls.append(1))
+    ours, _ = ours_model.render_sampled(bundle, "grid-all", grid_resolution=8)
+    assert not calls
+    grid = ours_model.density_grid(8, "field")
+    c = ours_model.config
+    stock = _stock_field_model(
+        NerfactoModelConfig(
+            implementation="torch",
+            disable_scene_contraction=c.disable_scene_contraction,
+            near_plane=c.near_plane,
+            far_plane=c.far_plane,
+            **{k: v for k, v in _NERFACTO.items() if k != "proposal_mlp_layer_width"},
+        ),
+        ours_model,
+    )
+    stock.density_fns = [_grid_density_fn(ours_model, grid)] * c.num_proposal_iterations
+    expected = stock.get_outputs_for_camera_ray_bundle(bundle)
+    for name in ("rgb", "accumulation", "depth"):
+        assert torch.allclose(ours[name], expected[name], atol=1e-5), name
+
+
+def test_grid_all_fills_the_grid_with_the_fields_density(models):
+    """Grid nodes inside the unit ball of the contracted space (where the contraction is the identity)
+    hold nerfstudio's field density at the node's position."""
+    from nerfstudio.cameras.rays import Frustums, RaySamples
+
+    model = models("nerfacto")
+    grid = model.density_grid(9, "field")
+    nodes = grid_points(9)
+    positions = nodes * 4 - 2  # unit = (contracted + 2) / 4
+    inner = positions.norm(dim=-1) <= 1.0
+    positions = positions[inner]
+    frustums = Frustums(
+        origins=positions[:, None],
+        directions=torch.tensor([0.0, 0.0, 1.0]).expand(len(positions), 1, 3),
+        starts=torch.zeros(len(positions), 1, 1),
+        ends=torch.zeros(len(positions), 1, 1),
+        pixel_area=torch.ones(len(positions), 1, 1),
+    )
+    with torch.no_grad():
+        expected, _ = model.field.get_density(RaySamples(frustums=frustums))
+    stored = grid.density(nodes[inner])
+    assert int(inner.sum()) > 20
+    assert torch.allclose(stored, expected.reshape(-1), rtol=1e-5, atol=1e-6)
+    assert model.density_grid(9, "field") is grid and model.density_grid(9) is not grid
+
+
+def test_grid_all_renders_in_ndc(models):
+    """On an NDC nerfacto (forward-facing captures) grid-all renders without a proposal network."""
+    from nerfinternals.models import ActivationNerfactoModelConfig
+
+    torch.manual_seed(0)
+    config = ActivationNerfactoModelConfig(
+        use_ndc_collider=True,
+        camera_optimizer=CameraOptimizerConfig(mode="off"),
+        **{k: v for k, v in _NERFACTO.items()},
+    )
+    model = config.setup(scene_box=SCENE_BOX, num_train_data=2, metadata=NDC_METADATA).eval()
+    bundle = camera_bundle(z=0.0)
+    out, _ = model.render_sampled(bundle, "grid-all", grid_resolution=8, fine_samples=4)
+    stock, _ = model.render_sampled(bundle, "stock", fine_samples=4)
+    assert out["rgb"].shape == stock["rgb"].shape and torch.isfinite(out["rgb"]).all()
+    assert model.later_proposal_counts(4) == [4]
