@@ -369,12 +369,9 @@ def plan(args, scenes: list[str], train_args: list[str], eval_args: list[str], c
     dataparser_args = _split(args.dataparser_args, "--dataparser-args")
     jobs: list[Job] = []
     trainings: dict[tuple[str, str], int] = {}
-    for scene in scenes:
+    for scene in scenes if "train" in args.stages else []:
         for method in args.methods:
-            run = run_dir(out, scene, method)
-            done = final_checkpoint(run)
-            if "train" not in args.stages:
-                continue
+            done = final_checkpoint(run_dir(out, scene, method))
             command = [
                 _ns_train(), method,
                 "--output-dir", str(out), "--experiment-name", scene, "--timestamp", TIMESTAMP,

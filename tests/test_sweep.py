@@ -209,6 +209,21 @@ def test_slurm_skips_finished_trainings_and_refuses_other_eval_settings(slurm, s
     assert "dependency" not in eval_chair  # its training is done
     assert eval_lego["dependency"] == f"afterok:{train['_id']}"
 
+    # --stages eval collect: only the finished run is evaluated
+    out3 = tmp_path / "out3"
+    _finished_run(out3, "chair", "activation-nerf")
+    before = len(sbatch_scripts(slurm))
+    result = sweep_here(
+        "--data-root", str(data), "--output-root", str(out3), *SLURM_ARGS, "--stages", "eval", "collect"
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [("dependency" in o) for o in sbatch_scripts(slurm)[before:]] == [False, True]  # eval, collect
+    jobs = json.loads((out3 / "_sweep" / "jobs.json").read_text())["jobs"]
+    assert [(j["stage"], j["scene"], j["state"]) for j in jobs] == [
+        ("eval", "chair", "submitted"), ("eval", "lego", "skipped"), ("collect", "—", "submitted"),
+    ]  # fmt: skip
+    assert jobs[1]["note"] == "no finished training"
+
     # an eval folder with other settings: one line, nothing submitted
     out2 = tmp_path / "out2"
     _finished_run(out2, "lego", "activation-nerf", {"flags": eval_flags(["--layer", "2"])})
