@@ -211,19 +211,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="where runs, logs and tables go",
     )
     add("--executor", choices=("local", "slurm"), default="local", help="where the jobs run")
-    add("--eval-args", default=DEFAULT_EVAL_ARGS,
+    add("--eval-args", default=DEFAULT_EVAL_ARGS, metavar='"FLAGS"',
         help=f'eval.py flags, one string with the = form (default: "{DEFAULT_EVAL_ARGS}": minutes on a CPU)')  # fmt: skip
-    add("--eval-dir", default="eval", help="eval.py --output-dir, relative to each run (default: eval)")
-    add("--dataparser-args", default="", help="flags after the dataparser sub-command, one string (= form)")
+    add(
+        "--eval-dir",
+        default="eval",
+        metavar="NAME",
+        help="eval.py --output-dir, relative to each run (default: eval)",
+    )
+    add(
+        "--dataparser-args",
+        default="",
+        metavar='"FLAGS"',
+        help="flags after the dataparser sub-command, one string (= form)",
+    )
     add("--status", action="store_true", help="print the jobs of the sweep in --output-root and exit")
     slurm = parser.add_argument_group("SLURM (--executor slurm)")
     add = slurm.add_argument
-    add("--slurm-partition", help="partition (default: the cluster's)")
-    add("--slurm-gpus-per-job", type=int, default=1, help="GPUs per job (default: 1)")
-    add("--slurm-time", default="24:00:00", help="time limit per job: MINUTES, H:MM:SS or D-H:MM:SS")
-    add("--slurm-cpus-per-job", type=int, default=8, help="CPUs per job (default: 8)")
-    add("--slurm-mem", help="memory per job, e.g. 32G (default: the cluster's)")
-    add("--slurm-array-parallelism", type=int, default=8, help="trainings running at once (default: 8)")
+    add("--slurm-partition", metavar="NAME", help="partition (default: the cluster's)")
+    add("--slurm-gpus-per-job", type=int, metavar="N", default=1, help="GPUs per job (default: 1)")
+    add(
+        "--slurm-time",
+        default="24:00:00",
+        metavar="TIME",
+        help="time limit per job: MINUTES, H:MM:SS or D-H:MM:SS (default: 24:00:00)",
+    )
+    add("--slurm-cpus-per-job", type=int, metavar="N", default=8, help="CPUs per job (default: 8)")
+    add("--slurm-mem", metavar="MEM", help="memory per job, e.g. 32G (default: the cluster's)")
+    add(
+        "--slurm-array-parallelism",
+        type=int,
+        metavar="N",
+        default=8,
+        help="trainings running at once (default: 8)",
+    )
     add("--slurm-extra", action="append", default=[], metavar="KEY=VALUE",
         help="any other sbatch option, e.g. account=proj or constraint=a100 (repeatable)")  # fmt: skip
     return parser
