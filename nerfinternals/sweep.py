@@ -197,7 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--data-root", type=Path, metavar="DIR", help="folder with one folder per scene")
-    add("--dataparser", choices=sorted(SCENE_FILES), default="blender-data", help="format of the scenes")
+    add(
+        "--dataparser",
+        choices=sorted(SCENE_FILES),
+        default="blender-data",
+        help="format of the scenes (default: blender-data)",
+    )
     add("--scenes", nargs="+", metavar="SCENE", help="scene folders to use (default: all)")
     add("--methods", nargs="+", choices=METHODS, default=["activation-nerf"], metavar="METHOD",
         help=f"methods to train and evaluate, any of: {', '.join(METHODS)} (default: activation-nerf)")  # fmt: skip
@@ -208,11 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path("outputs"),
         metavar="DIR",
-        help="where runs, logs and tables go",
+        help="where runs, logs and tables go (default: outputs)",
     )
-    add("--executor", choices=("local", "slurm"), default="local", help="where the jobs run")
+    add("--executor", choices=("local", "slurm"), default="local", help="where the jobs run (default: local)")
     add("--eval-args", default=DEFAULT_EVAL_ARGS, metavar='"FLAGS"',
-        help=f'eval.py flags, one string with the = form (default: "{DEFAULT_EVAL_ARGS}": minutes on a CPU)')  # fmt: skip
+        help=f'eval.py flags, one string with the = form (default: "{DEFAULT_EVAL_ARGS}": 4 images at 1/8 resolution, for a CPU)')  # fmt: skip
     add(
         "--eval-dir",
         default="eval",
