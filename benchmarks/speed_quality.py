@@ -44,7 +44,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from benchmarks.alternatives import coarse_samples, occgrid_not_run, render_uniform, replaced_density_fn
-from benchmarks.occgrid import NerfAccGrid, fine_field
+from benchmarks.occgrid import EARLY_STOP_EPS, NerfAccGrid, density_macs, fine_field
 from benchmarks.report import markdown, pareto_plot, print_tables
 from benchmarks.targets import targets
 from nerfinternals.common import (
@@ -279,18 +279,23 @@ def methods_for(model, cfg: SpeedQuality) -> tuple[list[Method], dict, dict]:
         except Exception as err:  # a broken extension: record it, keep the rest of the run going
             not_run["NerfAcc occupancy grid"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
         else:
-            per_sample = linear_macs(fine_field(model))
+            per_sample, per_density = linear_macs(fine_field(model)), density_macs(fine_field(model))
             fills["fixed"][occ_name] = setup_s
             methods.append(
                 Method(
                     occ_name,
                     "alternative",
                     occ.render,
-                    lambda outputs: float(outputs["samples"].float().mean()) * per_sample,
+                    lambda outputs: (
+                        float(outputs["samples"].float().mean()) * per_sample
+                        + float(outputs["marched"].float().mean()) * per_density
+                    ),
                     note=(
                         f"nerfacc.OccGridEstimator filled once in {setup_s:.2f} s from the replaced network's density "
                         f"({100 * occ.occupied_fraction:.1f} % of cells occupied); marching step {occ.step:.4f} "
-                        "(the stock fine pass's mean spacing), fine network on the occupied samples only"
+                        f"(the stock fine pass's mean spacing), early ray termination at transmittance {EARLY_STOP_EPS:g} "
+                        "(NerfAcc's default) by the fine network's density, which then renders the kept samples; "
+                        "CUDA only"
                     ),
                 )
             )
