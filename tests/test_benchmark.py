@@ -423,3 +423,55 @@ def test_shipped_run_loads_from_a_copy_of_the_repo(config, tmp_path, monkeypatch
     for key, value in saved.items():
         assert torch.equal(state[key].cpu(), value), key
     assert step > 0
+
+
+def test_choose_cell_variance_refuses_a_nerf_run(tiny_nerf, tmp_path):
+    config, home = tiny_nerf
+    env = {**os.environ, "TORCH_HOME": str(home), "PYTHONPATH": str(REPO)}
+    out = tmp_path / "cv"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.choose_cell_variance", "--load-config", str(config)]
+        + ["--output-dir", str(out), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: activation-nerf is not a Mip-NeRF run: it has no grid cell variance"
+    )
+    assert not out.exists()
+
+
+LEGO_MIPNERF = REPO.parent / "shared/checkpoints/lego400/activation-mipnerf/run/config.yml"
+
+
+@pytest.mark.skipif(not LEGO_MIPNERF.is_file(), reason="no shared lego Mip-NeRF run")
+def test_choose_cell_variance_chooses_on_val_views_only(tmp_path, monkeypatch, empty_torch_home):
+    """On the shared lego Mip-NeRF at 8 px: the candidates render the val views only (the render sees no
+    other camera), the choice is the candidate with the highest mean ΔPSNR, the class keeps its constant."""
+    from benchmarks import choose_cell_variance as ccv
+    from nerfinternals.models.nerf import ActivationMipNerfModel
+
+    shipped = ActivationMipNerfModel.GRID_CELL_VARIANCE
+    monkeypatch.chdir(REPO)  # the run's data path, ../shared/lego400, is relative to the repository
+    cfg = ccv.ChooseCellVariance(
+        load_config=LEGO_MIPNERF,
+        output_dir=tmp_path / "cv",
+        variances=(0.0, 1.0),
+        fine_samples=(0,),
+        grid_resolution=8,
+        rescale=0.02,
+        max_images=1,
+        device="cpu",
+    )
+    result = ccv.choose(cfg)
+    assert result["selection_views"] == ["val/r_0.png"] and result["report_views"] == ["test/r_0.png"]
+    assert result["report_views_rendered"] is False and result["image_shape"] == [8, 8]
+    best = max(result["candidates"], key=lambda r: r["mean_psnr_delta"])
+    assert result["chosen"] == best["variance"] and result["shipped"] == shipped
+    assert ActivationMipNerfModel.GRID_CELL_VARIANCE == shipped
+    assert result["candidates"][0]["psnr_delta"]["0"] != result["candidates"][1]["psnr_delta"]["0"]
+    assert "chosen:" in (tmp_path / "cv" / "cell_variance.md").read_text()
