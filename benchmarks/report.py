@@ -15,8 +15,24 @@ def _f(value, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
-COLUMNS = ("method", "t [s]", "t ratio", "MAC ratio", "PSNR", "ΔPSNR", "SSIM", "ΔSSIM", "LPIPS", "mem [MB]")
+COLUMNS = (
+    "method",
+    "t [s] median (min–max)",
+    "t ratio",
+    "MAC ratio",
+    "PSNR",
+    "ΔPSNR",
+    "SSIM",
+    "ΔSSIM",
+    "LPIPS",
+    "mem [MB]",
+    "fill [s]",
+    "speed-up 1 image incl. fill",
+    "fill paid after (images)",
+)
 PRECISION_COLUMN = "ΔPSNR to base at its precision"
+NOISE_MARK = "≈"
+"""Marks a time ratio whose difference from 1 is within the run's stock-vs-stock noise floor."""
 
 
 def _columns(run: dict) -> tuple[str, ...]:
@@ -24,10 +40,12 @@ def _columns(run: dict) -> tuple[str, ...]:
 
 
 def _cells(name: str, row: dict, run: dict) -> list[str]:
+    fill = row.get("fill_seconds")
+    pays = row.get("fill_pays_after_images")
     cells = [
         name,
-        _f(row["t"], ".3f"),
-        _f(row["time_ratio"], ".3f"),
+        f"{_f(row['t'], '.3f')} ({_f(row.get('t_min'), '.3f')}–{_f(row.get('t_max'), '.3f')})",
+        (NOISE_MARK if row.get("within_noise") else "") + _f(row["time_ratio"], ".3f"),
         _f(row["macs_ratio"], ".3f"),
         _f(row["psnr"], ".2f"),
         _f(row["psnr_delta"], "+.2f"),
@@ -35,14 +53,42 @@ def _cells(name: str, row: dict, run: dict) -> list[str]:
         _f(row["ssim_delta"], "+.4f"),
         _f(row["lpips"], ".4f"),
         _f(row["peak_mem_mb"], ".1f"),
+        _f(fill, ".2f"),
+        "" if fill is None else f"{row['speedup_one_image']:.2f}x",
+        "" if fill is None else ("never" if pays is None else str(pays)),
     ]
     return cells + ([_f(row["psnr_delta_same_precision"], "+.2f")] if len(run["precisions"]) > 1 else [])
 
 
 def _speed_line(label: str, x: dict | None) -> str:
     if x is None:
-        return f"{label}: none within the budget"
-    return f"{label}: {x['name']} {x['speedup']:.2f}x ({x['time_ratio']:.3f}, {x['psnr_delta']:+.2f} dB)"
+        return f"{label}: none within the budget on the selection views"
+    line = f"{label}: {x['name']} {x['speedup']:.2f}x ({x['time_ratio']:.3f}, {x['psnr_delta']:+.2f} dB"
+    if not x.get("within_on_report_views", True):
+        line += ", outside the budget on the report views"
+    if x.get("fill_seconds") is not None:
+        pays = x["fill_pays_after_images"]
+        line += f"; with its {x['fill_seconds']:.2f} s fill {x['speedup_one_image']:.2f}x for one image, " + (
+            "never paid back" if pays is None else f"paid back after {pays} image(s)"
+        )
+    return line + ")"
+
+
+def header_lines(run: dict) -> list[str]:
+    """What the run chose on and reported on, the method order and the noise floor, one line each."""
+    floors = ", ".join(f"{100 * f:.1f} % ({p})" for p, f in run["noise_floor"].items())
+    return [
+        f"selection views ({run['view_rule']}): {', '.join(run['selection_views'])}",
+        f"report views (every figure below): {', '.join(run['report_views'])}",
+        f"methods in a new shuffled order for each of the {run['repeats']} repeats (order seed "
+        f"{run['order_seed']}); times: median (min–max) over repeats of the mean time per image",
+        f"noise floor (stock against stock run again, largest difference over repeats): {floors}; "
+        f"{NOISE_MARK} marks a time ratio whose difference from 1 is within it",
+    ] + [
+        f"density grid {r}^3 fill: {f['median']:.2f} s (min {f['min']:.2f}, max {f['max']:.2f}) once per loaded "
+        "model, not in the per-image time or MACs; counted in the fill columns"
+        for r, f in run["grid_fill_seconds"].items()
+    ]
 
 
 def target_lines(t: dict) -> list[str]:
@@ -111,13 +157,15 @@ def markdown(results: dict) -> str:
         out += [
             f"## {run['method']} ({run['model']}, step {run['step']})",
             "",
-            f"{run['num_images']} eval image(s) of {w}x{h} px on {run['device']} ({results['machine']}); "
+            f"{run['num_images']} report image(s) of {w}x{h} px on {run['device']} ({results['machine']}); "
             f"median of {run['repeats']} renders per image after a warm-up; N = {run['num_probe_samples']} "
             f"probe samples; LPIPS backbone {run['lpips_backbone']}; memory: "
             + ("CUDA peak allocated" if run["device"].startswith("cuda") else "growth of process RSS")
             + f"; rescale {run['rescale']}; near plane at eval: "
             + ("the training one" if run["keep_near_plane"] else "0 (nerfstudio's reset)")
             + f"; precision {', '.join(run['precisions'])} (ratios and deltas to base at {run['precisions'][0]})",
+            "",
+            *[f"- {line}" for line in header_lines(run)],
             "",
             "| " + " | ".join(_columns(run)) + " |",
             "|" + "---|" * len(_columns(run)),
@@ -150,7 +198,9 @@ def pareto_plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, 5 * len(panels)), squeeze=False)
     colors = {0: "tab:blue", 1: "tab:orange", 2: "tab:green"}
     for ax, (run, precision) in zip(axes[:, 0], panels, strict=True):
-        rows = {n: r for n, r in run["methods"].items() if r["precision"] == precision}
+        rows = {
+            n: r for n, r in run["methods"].items() if r["precision"] == precision and r["kind"] != "noise"
+        }
         x = {n: r["time_ratio_same_precision"] for n, r in rows.items()}
         y = {n: r["psnr_delta_same_precision"] for n, r in rows.items()}
         labelled: set[str] = set()
@@ -194,7 +244,7 @@ def pareto_plot(results: dict, path: Path) -> None:
         ax.set_ylabel("PSNR delta to base [dB]")
         h, w = run["image_shape"]
         ax.set_title(
-            f"{run['method']} · {run['num_images']} image(s) of {w}x{h} px · {run['device']} · {precision}"
+            f"{run['method']} · {run['num_images']} report image(s) of {w}x{h} px · {run['device']} · {precision}"
         )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
@@ -205,6 +255,8 @@ def pareto_plot(results: dict, path: Path) -> None:
 
 def print_tables(results: dict, console: Console) -> None:
     for run_result in results["runs"]:
+        for line in header_lines(run_result):
+            console.print(line, markup=False)
         table = Table(title=f"{run_result['method']} · {run_result['device']} · {results['machine']}")
         for col in _columns(run_result):
             table.add_column(col, justify="left" if col == "method" else "right")

@@ -29,6 +29,8 @@ alternative, the product has one configuration at least as fast with at least it
 
 from __future__ import annotations
 
+import math
+import random
 import statistics
 import threading
 import time
@@ -42,13 +44,12 @@ from rich.console import Console
 from rich.progress import Progress
 
 from benchmarks.alternatives import coarse_samples, occgrid_not_run, render_uniform, replaced_density_fn
-from benchmarks.occgrid import NerfAccGrid, fine_field
+from benchmarks.occgrid import EARLY_STOP_EPS, NerfAccGrid, density_macs, fine_field
 from benchmarks.report import markdown, pareto_plot, print_tables
 from benchmarks.targets import targets
 from nerfinternals.common import (
     atomic_write,
     check_rescale,
-    eval_views,
     fct_names,
     mean_or_none,
     progress_bar,
@@ -62,7 +63,8 @@ from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import LPIPS_BACKBONE, image_metrics
 from nerfinternals.models.inference import check_fine_samples, check_grid_resolution
 from nerfinternals.precision import Precision, as_float32, check_precision, precision_scope
-from nerfinternals.utils import machine_name, warmup_crop
+from nerfinternals.utils import machine_name, synchronize, warmup_crop
+from nerfinternals.views import split_views
 
 CONSOLE = Console(width=140)
 
@@ -96,9 +98,9 @@ class SpeedQuality:
     keep_near_plane: bool = False
     """Every method (base included) samples from the training near plane at evaluation (nerfstudio resets it to 0)."""
     repeats: int = 3
-    """Timed renders per image and method; the median is reported."""
+    """Timed renders per image and method, each repeat in a new shuffled order; the median (with min and max) over repeats is reported."""
     max_images: int | None = None
-    """Benchmark only the first N eval images (default: all)."""
+    """At most N selection views and N report views (default: all; nerfinternals/views.py has the rule)."""
     device: str | None = None
     """Torch device (default: cuda if available, else cpu)."""
     overwrite: bool = False
@@ -106,7 +108,9 @@ class SpeedQuality:
     grid_resolution: int = 64
     """Cells per axis of the density grid (grid and hybrid samplers)."""
     occgrid_resolution: int = 128
-    """Resolution of NerfAcc's occupancy grid alternative (CUDA only; 0: leave it out)."""
+    """Resolution of NerfAcc's occupancy grid alternative (CUDA only; 0: leave it out; 128: NerfAcc's default)."""
+    order_seed: int | None = None
+    """Seed of the methods' order, shuffled anew for every repeat of every image (default: drawn at random; recorded in results.json)."""
 
 
 @dataclass
@@ -205,9 +209,20 @@ def product_configs(model, cfg: SpeedQuality) -> list[tuple[str, dict]]:
     return configs
 
 
-def methods_for(model, cfg: SpeedQuality) -> tuple[list[Method], dict]:
-    """Every method benchmarked on ``model`` (base first) and why any alternative was not run."""
-    methods = [Method("base", "base", model.render_stock, lambda _: model.macs_per_ray(None))]
+NOISE = "base again"
+"""The stock render run a second time as another method: its time against base's is the noise floor."""
+
+
+def methods_for(model, cfg: SpeedQuality) -> tuple[list[Method], dict, dict]:
+    """Every method benchmarked on ``model`` (base first, then :data:`NOISE`), why any alternative was not run,
+    and the fills: ``{"grid": grid resolutions to fill, "methods": names that need the grid, "fixed": {name:
+    seconds} of fills measured once (NerfAcc's)}``."""
+    base_macs = lambda _: model.macs_per_ray(None)  # noqa: E731
+    methods = [
+        Method("base", "base", model.render_stock, base_macs),
+        Method(NOISE, "noise", model.render_stock, base_macs),
+    ]
+    fills: dict = {"grid": set(), "methods": set(), "fixed": {}}
     for name, kwargs in product_configs(model, cfg):
 
         def render(bundle, kwargs=kwargs):
@@ -216,14 +231,10 @@ def methods_for(model, cfg: SpeedQuality) -> tuple[list[Method], dict]:
         def macs(outputs, kwargs=kwargs):
             return model.render_macs_per_ray(kwargs, _rendered(outputs))
 
-        note = ""
-        if kwargs["sampler"] == "grid" and not any(m.config.get("sampler") == "grid" for m in methods[1:]):
-            grid = model.density_grid(cfg.grid_resolution).describe()
-            note = (
-                f"grid filled once in {grid['fill_seconds']:.2f} s ({grid['evaluations']} evaluations of the replaced "
-                f"network, {grid['megabytes']:.1f} MB; not in the per-image time or MACs)"
-            )
-        methods.append(Method(name, "ours", render, macs, note=note, config=kwargs))
+        if uses_grid(kwargs):
+            fills["grid"].add(kwargs["grid_resolution"])
+            fills["methods"].add(name)
+        methods.append(Method(name, "ours", render, macs, config=kwargs))
     n = model.num_probe_samples
     for k in [k for k in cfg.fine_samples if k]:
 
@@ -260,6 +271,7 @@ def methods_for(model, cfg: SpeedQuality) -> tuple[list[Method], dict]:
     if why:
         not_run["NerfAcc occupancy grid"] = why
     elif cfg.occgrid_resolution > 0:
+        occ_name = f"NerfAcc occupancy grid {cfg.occgrid_resolution}^3"
         try:
             start = time.perf_counter()
             occ = NerfAccGrid(model, replaced_density_fn(model), cfg.occgrid_resolution)
@@ -267,21 +279,27 @@ def methods_for(model, cfg: SpeedQuality) -> tuple[list[Method], dict]:
         except Exception as err:  # a broken extension: record it, keep the rest of the run going
             not_run["NerfAcc occupancy grid"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
         else:
-            per_sample = linear_macs(fine_field(model))
+            per_sample, per_density = linear_macs(fine_field(model)), density_macs(fine_field(model))
+            fills["fixed"][occ_name] = setup_s
             methods.append(
                 Method(
-                    f"NerfAcc occupancy grid {cfg.occgrid_resolution}^3",
+                    occ_name,
                     "alternative",
                     occ.render,
-                    lambda outputs: float(outputs["samples"].float().mean()) * per_sample,
+                    lambda outputs: (
+                        float(outputs["samples"].float().mean()) * per_sample
+                        + float(outputs["marched"].float().mean()) * per_density
+                    ),
                     note=(
                         f"nerfacc.OccGridEstimator filled once in {setup_s:.2f} s from the replaced network's density "
                         f"({100 * occ.occupied_fraction:.1f} % of cells occupied); marching step {occ.step:.4f} "
-                        "(the stock fine pass's mean spacing), fine network on the occupied samples only"
+                        f"(the stock fine pass's mean spacing), early ray termination at transmittance {EARLY_STOP_EPS:g} "
+                        "(NerfAcc's default) by the fine network's density, which then renders the kept samples; "
+                        "CUDA only"
                     ),
                 )
             )
-    return methods, not_run
+    return methods, not_run, fills
 
 
 # ---- measuring --------------------------------------------------------------------------------------
@@ -336,6 +354,120 @@ def _timed_render(m: Method, bundle, precision: str, device) -> tuple[dict, floa
     return timed(device, run)
 
 
+def uses_grid(config: dict) -> bool:
+    """Whether a configuration of the product needs the density grid (its fill counted once per model)."""
+    return config.get("sampler") == "grid" or bool(config.get("skip_empty"))
+
+
+def grid_fill_seconds(model, resolution: int, repeats: int) -> list[float]:
+    """Wall times of ``repeats`` fills of the model's density grid at ``resolution``, each from an emptied cache
+    (the model keeps its grid once filled: ``density_grid``); the last fill stays in the cache."""
+    times = []
+    for _ in range(repeats):
+        cached = model.__dict__.get("_density_grids", {})
+        old = cached.pop((resolution, "replaced"), None)
+        start = time.perf_counter()
+        grid = model.density_grid(resolution)
+        synchronize(model.device)
+        times.append(time.perf_counter() - start)
+        if old is not None and grid is old[1]:
+            raise RuntimeError("the density grid was not refilled: the model's grid cache has moved")
+    return times
+
+
+def spread(values: list[float]) -> dict:
+    """``{"median", "min", "max"}`` of ``values``."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def measure_side(
+    model, methods: list[Method], views, cfg: SpeedQuality, rng: random.Random, progress, task, memory: bool
+) -> dict:
+    """Render every method on ``views`` (:class:`nerfinternals.views.Side` views) at every precision.
+
+    Each repeat renders every method once, in an order shuffled by ``rng``. Returns ``{(method, precision):
+    {"times": [per repeat: mean time per image], "images": [per image: metrics, MACs], "peak_mem_mb"}}``.
+    """
+    device = model.device
+    out = {(m.name, p): {"times": [0.0] * cfg.repeats, "images": []} for p in cfg.precision for m in methods}
+    for i, (_, bundle, target) in enumerate(views):
+        for precision in cfg.precision:
+            last: dict[str, dict] = {}
+            for r in range(cfg.repeats):
+                for m in rng.sample(methods, len(methods)):
+                    outputs, t = _timed_render(m, bundle, precision, device)
+                    out[(m.name, precision)]["times"][r] += t
+                    last[m.name] = outputs
+            for m in methods:
+                entry = out[(m.name, precision)]
+                outputs = as_float32(last[m.name])
+                rgb = rgb_output(outputs).float().to(device)
+                image = {"macs_per_ray": m.macs_per_ray(outputs), **image_metrics(rgb, target, model.lpips)}
+                if "gate_mask" in outputs:
+                    image["rendered_fraction"] = _rendered(outputs)
+                entry["images"].append(image)
+                if memory and i == 0:  # memory: a separate, untimed render of the first image
+                    with PeakMemory(device) as mem, precision_scope(precision, device):
+                        m.render(bundle)
+                    entry["peak_mem_mb"] = mem.peak_mb
+                progress.advance(task)
+    for entry in out.values():
+        entry["times"] = [t / max(1, len(entry["images"])) for t in entry["times"]]
+    return out
+
+
+def summarise(
+    measured: dict, methods: list[Method], cfg: SpeedQuality, base_macs: float, fills: dict
+) -> dict:
+    """Rows of results.json (``{name: row}``) from one side's measurements; ratios and deltas to base."""
+    reference = cfg.precision[0]
+
+    def mean_of(name: str, precision: str, key: str) -> float | None:
+        if key == "t":
+            return statistics.median(measured[(name, precision)]["times"])
+        return mean_or_none([e[key] for e in measured[(name, precision)]["images"]])
+
+    rows = {}
+    for precision in cfg.precision:
+        for m in methods:
+            entry = measured[(m.name, precision)]
+            row = {"kind": m.kind, "precision": precision, **({"note": m.note} if m.note else {})}
+            if m.config:
+                row["config"] = m.config
+            times = spread(entry["times"])
+            row.update(t=times["median"], t_min=times["min"], t_max=times["max"], t_repeats=entry["times"])
+            for key in ("psnr", "ssim", "lpips", "macs_per_ray", "rendered_fraction"):
+                values = [e.get(key) for e in entry["images"]]
+                row[key] = None if any(v is None for v in values) else mean_or_none(values)
+            row["peak_mem_mb"] = entry.get("peak_mem_mb")
+            row["macs_ratio"] = row["macs_per_ray"] / base_macs
+            for tag, base_precision in (("", reference), ("_same_precision", precision)):
+                row[f"time_ratio{tag}"] = row["t"] / mean_of("base", base_precision, "t")
+                row[f"psnr_delta{tag}"] = row["psnr"] - mean_of("base", base_precision, "psnr")
+                row[f"ssim_delta{tag}"] = row["ssim"] - mean_of("base", base_precision, "ssim")
+            row.update(fill_figures(fills.get(m.name), row["t"], mean_of("base", reference, "t")))
+            rows[m.name + _suffix(precision, cfg)] = row
+    return rows
+
+
+def fill_figures(fill: float | None, t: float, base_t: float) -> dict:
+    """Speed-up per image without the fill (many images from one load), with it for one image, and after how
+    many images the fill has paid for itself (None: never, the method is not faster than base)."""
+    figures = {"fill_seconds": fill, "speedup": base_t / t}
+    if fill is None:
+        return figures
+    figures["speedup_one_image"] = base_t / (t + fill)
+    figures["fill_pays_after_images"] = math.ceil(fill / (base_t - t)) if t < base_t else None
+    return figures
+
+
+def noise_floor(measured: dict, precision: str) -> float:
+    """The stock-vs-stock noise floor: the largest relative difference, over repeats, between the time of
+    base and of the same stock render run again as another method (:data:`NOISE`)."""
+    base, again = measured[("base", precision)]["times"], measured[(NOISE, precision)]["times"]
+    return max(abs(b2 / b1 - 1.0) for b1, b2 in zip(base, again, strict=True))
+
+
 def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> dict:
     """Benchmark every method on one run; returns its section of results.json."""
     config, pipeline, ckpt, step = load_pipeline(config_path, device=cfg.device)
@@ -347,80 +479,59 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
         model.set_inference(keep_near_plane=cfg.keep_near_plane)
     except ValueError as err:
         raise InputError(str(err)) from None
-    loader = pipeline.datamanager.fixed_indices_eval_dataloader
-    num_images = len(loader) if cfg.max_images is None else min(len(loader), cfg.max_images)
-    if num_images == 0:
-        raise InputError(f"no eval images for {config_path}")
-    methods, not_run = methods_for(model, cfg)
-    task = progress.add_task(f"{config.method_name}", total=num_images * len(methods) * len(cfg.precision))
-    per_method: dict[tuple[str, str], list[dict]] = {(m.name, p): [] for p in cfg.precision for m in methods}
-    peak_mb: dict[tuple[str, str], float] = {}
+    split = split_views(pipeline.datamanager, cfg.max_images)
+    sides = {"selection": split.selection, "report": split.report}
+    for side_name, side in sides.items():
+        if not side.indices:
+            raise InputError(f"no {side_name} views for {config_path} ({split.rule})")
+    methods, not_run, fills = methods_for(model, cfg)
+    num = {k: len(side.indices) for k, side in sides.items()}
+    task = progress.add_task(
+        f"{config.method_name}", total=(num["selection"] + num["report"]) * len(methods) * len(cfg.precision)
+    )
+    order_seed = cfg.order_seed if cfg.order_seed is not None else random.SystemRandom().randrange(2**31)
+    rng = random.Random(order_seed)
     with torch.inference_mode():
-        for i, (_, bundle, target) in enumerate(eval_views(model, loader, num_images, cfg.rescale)):
-            image_shape = list(bundle.shape)
-            for precision in cfg.precision:
-                if i == 0:  # warm-up: every path once on a small crop
-                    crop = warmup_crop(bundle)
-                    with precision_scope(precision, device):
-                        for m in methods:
-                            m.render(crop)
+        first = next(iter(split.report.views(model, cfg.rescale)))[1]
+        image_shape = list(first.shape)
+        crop = warmup_crop(first)
+        for precision in cfg.precision:  # warm-up: every path once on a small crop
+            with precision_scope(precision, device):
                 for m in methods:
-                    runs = [_timed_render(m, bundle, precision, device) for _ in range(cfg.repeats)]
-                    outputs = as_float32(runs[-1][0])
-                    rgb = rgb_output(outputs).float().to(device)
-                    entry = {
-                        "t": statistics.median(t for _, t in runs),
-                        "macs_per_ray": m.macs_per_ray(outputs),
-                        **image_metrics(rgb, target, model.lpips),
-                    }
-                    if "gate_mask" in outputs:
-                        entry["rendered_fraction"] = _rendered(outputs)
-                    per_method[(m.name, precision)].append(entry)
-                    if i == 0:  # memory: a separate, untimed render of the first image
-                        with PeakMemory(device) as mem, precision_scope(precision, device):
-                            m.render(bundle)
-                        peak_mb[(m.name, precision)] = mem.peak_mb
-                    progress.advance(task)
-
-    reference = cfg.precision[0]
+                    m.render(crop)
+        fill_times = {r: spread(grid_fill_seconds(model, r, cfg.repeats)) for r in fills["grid"]}
+        measured = {
+            name: measure_side(
+                model, methods, side.views(model, cfg.rescale), cfg, rng, progress, task, name == "report"
+            )
+            for name, side in sides.items()
+        }
     base_macs = model.macs_per_ray(None)
-
-    def mean_of(name: str, precision: str, key: str) -> float | None:
-        return mean_or_none([e[key] for e in per_method[(name, precision)]])
-
-    rows = {}
-    for precision in cfg.precision:
-        for m in methods:
-            entries = per_method[(m.name, precision)]
-            row = {"kind": m.kind, "precision": precision, **({"note": m.note} if m.note else {})}
-            if m.config:
-                row["config"] = m.config
-            for key in ("t", "psnr", "ssim", "lpips", "macs_per_ray", "rendered_fraction"):
-                values = [e.get(key) for e in entries]
-                row[key] = None if any(v is None for v in values) else mean_or_none(values)
-            row["peak_mem_mb"] = peak_mb[(m.name, precision)]
-            row["macs_ratio"] = row["macs_per_ray"] / base_macs
-            for tag, base_precision in (("", reference), ("_same_precision", precision)):
-                row[f"time_ratio{tag}"] = row["t"] / mean_of("base", base_precision, "t")
-                row[f"psnr_delta{tag}"] = row["psnr"] - mean_of("base", base_precision, "psnr")
-                row[f"ssim_delta{tag}"] = row["ssim"] - mean_of("base", base_precision, "ssim")
-            rows[m.name + _suffix(precision, cfg)] = row
-    by_precision = {
-        p: targets(
-            {
-                n: {
-                    **r,
-                    "time_ratio": r["time_ratio_same_precision"],
-                    "psnr_delta": r["psnr_delta_same_precision"],
-                }
-                for n, r in rows.items()
-                if r["precision"] == p
-            }
-        )
-        for p in cfg.precision
+    fill_by_method = {
+        m.name: fill_times[m.config["grid_resolution"]]["median"]
+        for m in methods
+        if m.name in fills["methods"]
     }
+    fill_by_method.update(fills["fixed"])
+    rows = {k: summarise(v, methods, cfg, base_macs, fill_by_method) for k, v in measured.items()}
+    floors = {p: noise_floor(measured["report"], p) for p in cfg.precision}
+    for row in rows["report"].values():
+        row["within_noise"] = abs(row["time_ratio"] - 1.0) <= floors[cfg.precision[0]]
+
+    def at(precision: str, side: str) -> dict:
+        return {
+            n: {
+                **r,
+                "time_ratio": r["time_ratio_same_precision"],
+                "psnr_delta": r["psnr_delta_same_precision"],
+            }
+            for n, r in rows[side].items()
+            if r["precision"] == precision
+        }
+
+    by_precision = {p: targets(at(p, "report"), at(p, "selection")) for p in cfg.precision}
     # against stock at the first precision: what the best precision buys on top
-    overall = targets(rows)
+    overall = targets(rows["report"], rows["selection"])
     return {
         "config": str(config_path),
         "method": config.method_name,
@@ -428,15 +539,34 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
         "checkpoint": str(ckpt),
         "step": step,
         "device": str(device),
-        "num_images": num_images,
+        **split.record(),
+        "num_images": num["report"],
+        "num_selection_images": num["selection"],
         "image_shape": image_shape,
         "rescale": cfg.rescale,
         "keep_near_plane": cfg.keep_near_plane,
         "precisions": list(cfg.precision),
         "repeats": cfg.repeats,
+        "order_seed": order_seed,
+        "noise_floor": floors,
+        "grid_fill_seconds": {str(r): f for r, f in fill_times.items()},
         "num_probe_samples": model.num_probe_samples,
         "lpips_backbone": LPIPS_BACKBONE,
-        "methods": rows,
+        "methods": rows["report"],
+        "selection_methods": {
+            n: {
+                k: r[k]
+                for k in (
+                    "t",
+                    "psnr",
+                    "time_ratio",
+                    "psnr_delta",
+                    "time_ratio_same_precision",
+                    "psnr_delta_same_precision",
+                )
+            }
+            for n, r in rows["selection"].items()
+        },  # fmt: skip
         "not_run": not_run,
         "targets": overall,
         "targets_by_precision": by_precision,
@@ -449,6 +579,8 @@ def run(cfg: SpeedQuality) -> dict:
         raise InputError("--load-config needs at least one config.yml")
     if cfg.repeats < 1:
         raise InputError(f"--repeats must be at least 1, got {cfg.repeats}")
+    if cfg.max_images is not None and cfg.max_images < 1:
+        raise InputError(f"--max-images must be at least 1, got {cfg.max_images}")
     fct_names(cfg.fct)
     check_rescale(cfg.rescale)
     if not cfg.precision:

@@ -1,13 +1,15 @@
-"""``--auto``: the fastest configuration of the product within a PSNR budget, chosen on a run's val images.
+"""``--auto``: the fastest configuration of the product within a PSNR budget, chosen on a run's selection views.
 
 Every candidate configuration (:func:`candidates`: samplers x final-pass budgets x the probe and skipping
-options) and the stock sampler render the run's val images (``test_mode="val"``) in one process, at the
-precision, resolution and near plane asked for; the fastest candidate (total synchronised wall time,
+options) and the stock sampler render the run's selection views (:mod:`nerfinternals.views`: the val split
+where the data has one of its own, else every other eval image by name; never an image the choice is
+reported on) in one process, at the precision, resolution and near plane asked for; the fastest candidate (total synchronised wall time,
 after a warm-up) whose mean PSNR is at least stock's minus the budget is chosen. If none is, the choice is
 the stock sampler. The choice, every candidate's figures and why are written to
-``<run dir>/nerfinternals_auto.json``, which later ``--auto`` calls (``eval.py``, ``ns-internals-render``)
-reuse only while every one of its :func:`conditions` holds: the same machine and device, rescale,
-precision, budget, near plane, and the same config and checkpoint contents.
+``<run dir>/nerfinternals_auto.json`` with the selection and report views by name, which later
+``--auto`` calls (``eval.py``, ``ns-internals-render``) reuse only while every one of its :func:`conditions`
+holds: the same machine and device, rescale, precision, budget, near plane, and the same config and
+checkpoint contents.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from nerfinternals.common import eval_views, mean_or_none, timed, write_json
+from nerfinternals.common import mean_or_none, timed, write_json
 from nerfinternals.internals import FCT_NAMES, num_probe_layers
 from nerfinternals.loading import InputError, checkpoint_path, load_pipeline, read_config
 from nerfinternals.metrics import image_metrics
 from nerfinternals.precision import precision_scope
 from nerfinternals.utils import machine_name, warmup_crop
+from nerfinternals.views import split_views
 
 AUTO_FILE = "nerfinternals_auto.json"
 
@@ -170,24 +173,28 @@ def choose(
     max_images: int | None = None,
     console: Console | None = None,
 ) -> dict:
-    """Measure every candidate on the run's val images, choose, record and return the record."""
+    """Measure every candidate on the run's selection views, choose, record and return the record."""
     console = console or Console()
-    config, pipeline, ckpt, step = load_pipeline(config_path, device=device, test_mode="val")
+    config, pipeline, ckpt, step = load_pipeline(config_path, device=device)
     model = pipeline.model
     model.set_inference(keep_near_plane=keep_near_plane)
-    views = list(eval_views(model, pipeline.datamanager.fixed_indices_eval_dataloader, max_images, rescale))
+    try:
+        split = split_views(pipeline.datamanager, max_images)
+    except InputError as err:
+        raise InputError(f"--auto: {err}") from None
+    views = list(split.selection.views(model, rescale))
     if not views:
         raise InputError(
-            f"--auto needs val images: the run's data has none ({config.pipeline.datamanager.data})"
+            f"--auto needs selection views: the run's data has none ({config.pipeline.datamanager.data})"
         )
     options = candidates(model)
     console.print(
-        f"--auto: {len(options)} configurations and stock on {len(views)} val image(s) "
-        f"of {views[0][1].shape[1]}x{views[0][1].shape[0]} px ({precision}, {model.device})"
+        f"--auto: {len(options)} configurations and stock on {len(views)} selection view(s) "
+        f"({split.rule}) of {views[0][1].shape[1]}x{views[0][1].shape[0]} px ({precision}, {model.device})"
     )
 
     def measure(render) -> dict:
-        """Total wall time and mean PSNR of ``render`` on the val images, under the precision scope."""
+        """Total wall time and mean PSNR of ``render`` on the selection views, under the precision scope."""
         times, psnrs = [], []
         for _, bundle, target in views:
             with precision_scope(precision, model.device):
@@ -229,15 +236,15 @@ def choose(
         chosen = best["settings"]
         reason = (
             f"{label(chosen)} is the fastest of the {len(within)} of {len(rows)} configurations whose PSNR on "
-            f"{len(views)} val image(s) is within {max_psnr_drop} dB of stock ({base['psnr']:.2f} dB): "
+            f"{len(views)} selection view(s) is within {max_psnr_drop} dB of stock ({base['psnr']:.2f} dB): "
             f"{best['psnr']:.2f} dB ({best['psnr_delta']:+.2f}) at {best['time_ratio']:.3f} of stock's time"
         )
     else:
         chosen = stock
         closest = max(rows, key=lambda r: r["psnr"])
         reason = (
-            f"no configuration is within {max_psnr_drop} dB of stock ({base['psnr']:.2f} dB) on {len(views)} val "
-            f"image(s) (closest: {label(closest['settings'])}, {closest['psnr_delta']:+.2f} dB): stock sampler"
+            f"no configuration is within {max_psnr_drop} dB of stock ({base['psnr']:.2f} dB) on {len(views)} "
+            f"selection view(s) (closest: {label(closest['settings'])}, {closest['psnr_delta']:+.2f} dB): stock sampler"
         )
     record = {
         "chosen": chosen,
@@ -256,7 +263,8 @@ def choose(
         "method": config.method_name,
         "device": str(model.device),
         "grid": {"resolution": current["grid_resolution"], "empty_threshold": current["empty_threshold"]},
-        "val_images": len(views),
+        **split.record(),
+        "selection_images": len(views),
         "image_shape": list(views[0][1].shape),
         "base": base,
         "candidates": rows,
@@ -275,7 +283,7 @@ def choose(
 
 def _print(record: dict, console: Console) -> None:
     table = Table(
-        title=f"--auto on val images (stock: {record['base']['psnr']:.2f} dB, {record['base']['t']:.2f} s)"
+        title=f"--auto on selection views (stock: {record['base']['psnr']:.2f} dB, {record['base']['t']:.2f} s)"
     )
     for col in ("configuration", "t ratio", "ΔPSNR", f"within {record['max_psnr_drop']} dB"):
         table.add_column(col, justify="left" if col == "configuration" else "right")
@@ -293,10 +301,17 @@ def _print(record: dict, console: Console) -> None:
 def auto_settings(
     config_path: Path, max_psnr_drop: float, console: Console | None = None, **conditions_
 ) -> dict:
-    """The chosen inference setting (the :data:`CHOICE_FIELDS`): the recorded one when the record's
-    :func:`conditions` equal this call's (machine and device, rescale, precision, budget, near plane, the
-    config's and the checkpoint's contents), else chosen now by :func:`choose` (``conditions_``: its
-    ``device``, ``precision``, ``rescale``, ``keep_near_plane``, ``max_images``)."""
+    """The chosen inference setting (the :data:`CHOICE_FIELDS`) of :func:`auto_record`."""
+    return auto_record(config_path, max_psnr_drop, console, **conditions_)["chosen"]
+
+
+def auto_record(
+    config_path: Path, max_psnr_drop: float, console: Console | None = None, **conditions_
+) -> dict:
+    """The record of the choice (``chosen``: the :data:`CHOICE_FIELDS`; ``selection_views``, ...): the recorded
+    one when the record's :func:`conditions` equal this call's (machine and device, rescale, precision, budget,
+    near plane, the config's and the checkpoint's contents), else chosen now by :func:`choose`
+    (``conditions_``: its ``device``, ``precision``, ``rescale``, ``keep_near_plane``, ``max_images``)."""
     console = console or Console()
     if max_psnr_drop < 0:
         raise InputError(f"--max-psnr-drop must be at least 0, got {max_psnr_drop}")
@@ -308,15 +323,19 @@ def auto_settings(
         try:
             record = json.loads(path.read_text())
             recorded = record["conditions"]
-            fits = recorded == wanted and set(record["chosen"]) == set(CHOICE_FIELDS)
+            fits = (
+                recorded == wanted
+                and set(record["chosen"]) == set(CHOICE_FIELDS)
+                and isinstance(record["selection_views"], list)
+            )
         except (ValueError, KeyError, TypeError):
             fits, recorded = False, {}
         if fits:
             console.print(
-                f"--auto: using the choice recorded in {path} ({record['val_images']} val image(s) of "
+                f"--auto: using the choice recorded in {path} ({len(record['selection_views'])} selection view(s) of "
                 f"{record['image_shape'][1]}x{record['image_shape'][0]} px on {record['device']}): {label(record['chosen'])}"
             )
-            return record["chosen"]
+            return record
         changed = (
             sorted(k for k in wanted if recorded.get(k) != wanted[k]) if isinstance(recorded, dict) else []
         )
@@ -325,4 +344,4 @@ def auto_settings(
             + (f" ({', '.join(changed)} changed)" if changed else "")
             + ": choosing again"
         )
-    return choose(config_path, max_psnr_drop, console=console, **conditions_)["chosen"]
+    return choose(config_path, max_psnr_drop, console=console, **conditions_)

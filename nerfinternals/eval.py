@@ -10,8 +10,9 @@ With ``--gate`` the fine pass runs only for pixels whose mean activation along t
 image mean (the paper's Fig. 3); the others take the background colour. ``--probe-samples`` and
 ``--in-box`` change where the probe samples (see ``-h``); ``--precision``, ``--rescale`` and
 ``--keep-near-plane`` apply to the stock baseline and ours alike. ``--auto`` picks the fastest
-configuration within ``--max-psnr-drop`` of stock on the run's val images (recorded in the run
-folder, :mod:`nerfinternals.auto`) and evaluates that one.
+configuration within ``--max-psnr-drop`` of stock on the run's selection views (recorded in the run
+folder, :mod:`nerfinternals.auto`) and evaluates that one on the report views only, never on an image
+it was chosen on (:mod:`nerfinternals.views`; both named in ``summary.json``).
 
 Writes ``<run dir>/<output-dir>/<image_idx:03>/{coarse-to-fine,target}.png`` and ``stats.json``,
 one ``layer_LL_ups_U_fct_NAME[_gate]/`` folder per experiment (``ours.png``, ``target.png``,
@@ -62,6 +63,7 @@ from nerfinternals.models.inference import (
 )
 from nerfinternals.precision import Precision, check_precision, precision_scope
 from nerfinternals.utils import warmup_crop
+from nerfinternals.views import split_views
 
 CONSOLE = Console(width=120)
 
@@ -101,7 +103,7 @@ class ActivationDerivedDensity:
     rescale: float = 1.0
     """Render the eval cameras at this fraction of their resolution (targets area-averaged to match), e.g. 0.125 for 400 px full-size runs on a CPU."""
     auto: bool = False
-    """Ignore --sampler/--fine-samples/--skip-empty/--layer/--fct/--upsample/--gate/--probe-samples/--in-box: evaluate the fastest configuration of any sampler and budget whose PSNR on the run's val images is within --max-psnr-drop of stock (chosen once and recorded in the run folder as nerfinternals_auto.json; reused only while the machine and device, --rescale, --precision, --max-psnr-drop, --keep-near-plane and the config's and checkpoint's contents are the same)."""
+    """Ignore --sampler/--fine-samples/--skip-empty/--layer/--fct/--upsample/--gate/--probe-samples/--in-box: evaluate, on the report views only, the fastest configuration of any sampler and budget whose PSNR on the run's selection views (its val split, else every other eval image by name; docs/evaluation.md) is within --max-psnr-drop of stock (chosen once and recorded in the run folder as nerfinternals_auto.json; reused only while the machine and device, --rescale, --precision, --max-psnr-drop, --keep-near-plane and the config's and checkpoint's contents are the same)."""
     max_psnr_drop: float = 0.1
     """--auto: the PSNR budget in dB against the stock sampler."""
     run_normal: bool = True
@@ -199,12 +201,13 @@ def _check(cfg: ActivationDerivedDensity) -> list[str]:
 
 def _experiments(
     cfg: ActivationDerivedDensity, model, method: str, fcts: list[str]
-) -> list[tuple[str, dict]]:
-    """(name, render_sampled kwargs) of each experiment; with --auto the chosen one (or none)."""
+) -> tuple[list[tuple[str, dict]], dict | None]:
+    """(name, render_sampled kwargs) of each experiment, with --auto the chosen one (or none), and the --auto
+    record (None without --auto)."""
     if cfg.auto:
-        from nerfinternals.auto import auto_settings
+        from nerfinternals.auto import auto_record
 
-        chosen = auto_settings(
+        record = auto_record(
             cfg.load_config,
             cfg.max_psnr_drop,
             device=cfg.device,
@@ -214,15 +217,15 @@ def _experiments(
             max_images=cfg.max_images,
             console=CONSOLE,
         )
-        settings = {**model.inference_settings(), **chosen}
+        settings = {**model.inference_settings(), **record["chosen"]}
         if (
             settings["inference_sampler"] == "stock"
             and not settings["fine_samples"]
             and not settings["skip_empty"]
         ):
-            return []
+            return [], record
         kwargs = render_kwargs(settings)
-        return [(experiment_name(**kwargs), kwargs)]
+        return [(experiment_name(**kwargs), kwargs)], record
     if any(s in ("activation", "hybrid") for s in cfg.sampler):
         n_layers = num_probe_layers(model.probe_mlp)
         bad = [layer for layer in cfg.layer if not 0 <= layer < n_layers]
@@ -239,7 +242,7 @@ def _experiments(
             for layer, f in probes or [(cfg.layer[0], fcts[0])]:
                 experiments.append(experiment_kwargs(sampler, layer, f, k, cfg))
     named = {experiment_name(**kwargs): kwargs for kwargs in experiments}
-    return list(named.items())
+    return list(named.items()), None
 
 
 def evaluate(cfg: ActivationDerivedDensity) -> dict:
@@ -260,7 +263,18 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
         raise InputError(
             f"no eval images in the run's data ({config.pipeline.datamanager.data or 'dataparser data'})"
         )
-    experiments = _experiments(cfg, model, config.method_name, fcts)
+    experiments, record = _experiments(cfg, model, config.method_name, fcts)
+    views_record = {}
+    if record is not None:  # --auto: evaluate on the report views only
+        split = split_views(pipeline.datamanager, cfg.max_images)
+        shared = sorted(set(record["selection_views"]) & set(split.report.names))
+        if shared:
+            raise InputError(
+                f"--auto chose on {shared[0]}, a view it would be reported on: the data changed since "
+                "nerfinternals_auto.json was recorded; delete it to choose again"
+            )
+        loader, num_images = split.report.loader(model.device), len(split.report.indices)
+        views_record = {**split.record(), "selection_views": record["selection_views"]}
     if not experiments and not cfg.run_normal:
         raise InputError(
             "nothing to evaluate: --auto chose the stock sampler and --no-run-normal leaves it out"
@@ -289,6 +303,7 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
                 )
 
     summary = _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_shape=first[1].shape)
+    summary.update(views_record)
     write_json(out_root / "summary.json", summary)
     _print_table(summary)
     CONSOLE.print(f"results in {out_root}")

@@ -63,10 +63,14 @@ def test_benchmark_writes_every_method(tiny_nerf, tmp_path, monkeypatch):
     out = tmp_path / "results"
     args = ["--load-config", str(config), "--layer", "0", "--fct", "1", "--repeats", "1", "--max-images", "1"]
     args += ["--fine-samples", "0", "4", "--grid-resolution", "8", "--output-dir", str(out)]
+    args += ["--order-seed", "7"]
     result = _bench(args, home, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     (run,) = results["runs"]
+    # chosen on the val split, reported on the test split (the scene has one image in each)
+    assert run["selection_views"] == ["val/r_0.png"] and run["report_views"] == ["test/r_0.png"]
+    assert run["order_seed"] == 7 and run["repeats"] == 1
     ours = [
         "ours l0 std_half",
         "ours l0 std_half gate",
@@ -84,12 +88,17 @@ def test_benchmark_writes_every_method(tiny_nerf, tmp_path, monkeypatch):
         "grid 8^3 k4 skip",
     ]
     alternatives = ["stock k4", "coarse N/2 (4)", "coarse N/4 (2)", "no-coarse (uniform)"]
-    assert sorted(run["methods"]) == sorted(["base", *ours, *alternatives])
+    assert sorted(run["methods"]) == sorted(["base", "base again", *ours, *alternatives])
     methods = run["methods"]
+    assert methods["base again"]["kind"] == "noise"  # stock run twice: the noise floor
+    floor = run["noise_floor"]["fp32"]
+    assert floor == pytest.approx(abs(methods["base again"]["t"] / methods["base"]["t"] - 1))  # one repeat
+    assert all(r["within_noise"] == (abs(r["time_ratio"] - 1) <= floor) for r in methods.values())
     assert {n for n, r in methods.items() if r["kind"] == "ours"} == set(ours)
     assert {n for n, r in methods.items() if r["kind"] == "alternative"} == set(alternatives)
     for name, row in methods.items():
         assert row["t"] > 0 and math.isfinite(row["psnr"]), name
+        assert row["t_min"] <= row["t"] <= row["t_max"], name
         assert row["lpips"] is None  # no AlexNet weights in TORCH_HOME: reported as null
         assert row["peak_mem_mb"] is not None
     # base's PSNR against the eval image, computed here by hand from nerfstudio's stock render
@@ -98,6 +107,28 @@ def test_benchmark_writes_every_method(tiny_nerf, tmp_path, monkeypatch):
     bundle = camera_rays(pipeline.datamanager.fixed_indices_eval_dataloader.cameras[0:1])
     stock = pipeline.model.render_stock(bundle)["rgb_fine"]
     assert methods["base"]["psnr"] == pytest.approx(_psnr_by_hand(pipeline, stock), abs=1e-3)
+    # and the selection figures are the val image's
+    val = load_pipeline(config, device="cpu", test_mode="val")[1]
+    bundle = camera_rays(val.datamanager.fixed_indices_eval_dataloader.cameras[0:1])
+    stock = val.model.render_stock(bundle)["rgb_fine"]
+    assert run["selection_methods"]["base"]["psnr"] == pytest.approx(_psnr_by_hand(val, stock), abs=1e-3)
+    # the grid's fill: once per model, counted for every configuration that needs the grid
+    fill = run["grid_fill_seconds"]["8"]
+    assert 0 < fill["min"] <= fill["median"] <= fill["max"]
+    base_t = methods["base"]["t"]
+    for name, row in methods.items():
+        needs_grid = row.get("config", {}).get("sampler") == "grid" or "skip" in name
+        assert (row["fill_seconds"] is not None) == needs_grid, name
+        assert row["speedup"] == pytest.approx(base_t / row["t"]), name
+        if needs_grid:
+            assert row["fill_seconds"] == fill["median"]
+            assert row["speedup_one_image"] == pytest.approx(base_t / (row["t"] + fill["median"]))
+            n = row["fill_pays_after_images"]
+            if row["t"] >= base_t:
+                assert n is None, name
+            else:  # the first image count at which n renders and the fill take no longer than n stock renders
+                assert n * row["t"] + fill["median"] <= n * base_t + 1e-9
+                assert (n - 1) * row["t"] + fill["median"] > (n - 1) * base_t
     # configurations carry what they ran
     assert methods["grid 8^3 k4 skip"]["config"]["sampler"] == "grid"
     assert methods["grid 8^3 k4 skip"]["config"]["fine_samples"] == 4
@@ -105,12 +136,17 @@ def test_benchmark_writes_every_method(tiny_nerf, tmp_path, monkeypatch):
     assert 0.0 <= methods["grid 8^3 skip"]["rendered_fraction"] <= 1.0
     assert set(run["targets"]) >= {"speed", "ahead_of_every_alternative", "on_or_above_front", "gate"}
     assert "NerfAcc occupancy grid" in run["not_run"]  # CPU: nerfacc's ray marching needs CUDA
-    notes = [r.get("note", "") for r in methods.values()]
-    assert any("grid filled once in" in n for n in notes)
 
     table = (out / "results.md").read_text()
     for name in methods:
         assert f"| {name} |" in table
+    assert "| fill [s] |" in table and f"| {methods['grid 8^3']['fill_seconds']:.2f} |" in table
+    assert "selection views (val split selects, test split reports): val/r_0.png" in table
+    assert (
+        f"noise floor (stock against stock run again, largest difference over repeats): {100 * floor:.1f} %"
+        in table
+    )
+    assert "order seed 7" in table
     assert "fastest within 0.1 dB of base" in table
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "base" in result.stdout and "fastest within 0.1 dB" in result.stdout
@@ -158,7 +194,14 @@ def test_benchmark_precisions_and_rescale(tiny_nerf, tmp_path):
     names = {
         f"{m} @{p}"
         for p in ("fp32", "bf16")
-        for m in ("base", "ours l1 std", "coarse N/2 (4)", "coarse N/4 (2)", "no-coarse (uniform)")
+        for m in (
+            "base",
+            "base again",
+            "ours l1 std",
+            "coarse N/2 (4)",
+            "coarse N/4 (2)",
+            "no-coarse (uniform)",
+        )
     }
     assert set(run["methods"]) == names
     rows = run["methods"]
@@ -233,6 +276,52 @@ def test_speed_targets_pick_the_fastest_within_the_budget_per_estimate():
     assert speed["alternatives"]["name"] == "coarse"
 
 
+def test_targets_choose_on_the_selection_views_and_report_the_report_views():
+    """The fastest within the budget is chosen on the selection rows; its figures are the report rows'. A pick
+    that misses the budget on the report views says so; the report rows' own fastest is not chosen."""
+    report = {
+        "base": _row("base", 1.0, 30.0),
+        "a": _row("ours", 0.3, 29.5),  # fastest and within 0.1 dB on selection, -0.5 dB on report
+        "b": _row("ours", 0.2, 30.0),  # fastest within 0.1 dB on report only: never the pick
+        "alt": _row("alternative", 0.6, 30.0),
+        "g": _row("ours", 0.4, 29.0),
+    }
+    report["g"]["config"]["gate"] = True
+    selection = {**report, "a": _row("ours", 0.25, 30.0), "b": _row("ours", 0.2, 29.0)}
+    selection["g"] = {**_row("ours", 0.3, 29.9), "config": report["g"]["config"]}
+    t = targets.targets(report, selection)
+    pick = t["speed"]["product"]
+    assert pick["name"] == "a" and pick["time_ratio"] == 0.3 and pick["psnr_delta"] == pytest.approx(-0.5)
+    assert pick["selection_time_ratio"] == 0.25 and pick["selection_psnr_delta"] == pytest.approx(0.0)
+    assert pick["within_on_report_views"] is False
+    assert (
+        targets.targets(report)["speed"]["product"]["name"] == "b"
+    )  # what choosing on the report views picks
+    # ahead of an alternative on the selection views, and still ahead on the report views
+    ahead = t["ahead_of_every_alternative"]
+    assert ahead["ahead_on_selection_views"]["alt"] == ["a"] and ahead["ahead"]["alt"] == []
+    assert ahead["met"] is False
+    assert t["gate"]["fastest"] == "g" and t["gate"]["fastest_time_ratio"] == 0.4
+    # a pick with a fill carries its one-image figures
+    report["a"].update(fill_seconds=1.0, speedup_one_image=0.5, fill_pays_after_images=None)
+    assert targets.targets(report, selection)["speed"]["product"]["fill_seconds"] == 1.0
+
+
+def test_fill_figures_by_hand():
+    from benchmarks.speed_quality import fill_figures
+
+    # base 1.0 s per image, the method 0.25 s plus a 2.0 s fill: 2.25 s for one image; pays after
+    # n with 0.25 n + 2 <= n: n >= 2.67 -> 3 images
+    assert fill_figures(2.0, 0.25, 1.0) == {
+        "fill_seconds": 2.0,
+        "speedup": 4.0,
+        "speedup_one_image": pytest.approx(1 / 2.25),
+        "fill_pays_after_images": 3,
+    }
+    assert fill_figures(2.0, 1.5, 1.0)["fill_pays_after_images"] is None  # slower than base: never
+    assert fill_figures(None, 0.5, 1.0) == {"fill_seconds": None, "speedup": 2.0}
+
+
 def _linear_macs_by_hooks(model, render) -> float:
     """Multiply-adds of every nn.Linear call during ``render()``, counted with forward hooks, per ray."""
     count = [0]
@@ -258,7 +347,7 @@ def test_multiply_adds_match_the_linear_layers_actually_run(tiny_nerf, monkeypat
     cfg = speed_quality.SpeedQuality(
         load_config=(config,), layer=(1,), fct=(1,), fine_samples=(0, 4), grid_resolution=8
     )
-    methods, _ = speed_quality.methods_for(model, cfg)
+    methods, _, _ = speed_quality.methods_for(model, cfg)
     bundle = camera_bundle()
     rays = bundle.shape[0] * bundle.shape[1]
     checked = 0
@@ -334,3 +423,55 @@ def test_shipped_run_loads_from_a_copy_of_the_repo(config, tmp_path, monkeypatch
     for key, value in saved.items():
         assert torch.equal(state[key].cpu(), value), key
     assert step > 0
+
+
+def test_choose_cell_variance_refuses_a_nerf_run(tiny_nerf, tmp_path):
+    config, home = tiny_nerf
+    env = {**os.environ, "TORCH_HOME": str(home), "PYTHONPATH": str(REPO)}
+    out = tmp_path / "cv"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.choose_cell_variance", "--load-config", str(config)]
+        + ["--output-dir", str(out), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: activation-nerf is not a Mip-NeRF run: it has no grid cell variance"
+    )
+    assert not out.exists()
+
+
+LEGO_MIPNERF = REPO.parent / "shared/checkpoints/lego400/activation-mipnerf/run/config.yml"
+
+
+@pytest.mark.skipif(not LEGO_MIPNERF.is_file(), reason="no shared lego Mip-NeRF run")
+def test_choose_cell_variance_chooses_on_val_views_only(tmp_path, monkeypatch, empty_torch_home):
+    """On the shared lego Mip-NeRF at 8 px: the candidates render the val views only (the render sees no
+    other camera), the choice is the candidate with the highest mean ΔPSNR, the class keeps its constant."""
+    from benchmarks import choose_cell_variance as ccv
+    from nerfinternals.models.nerf import ActivationMipNerfModel
+
+    shipped = ActivationMipNerfModel.GRID_CELL_VARIANCE
+    monkeypatch.chdir(REPO)  # the run's data path, ../shared/lego400, is relative to the repository
+    cfg = ccv.ChooseCellVariance(
+        load_config=LEGO_MIPNERF,
+        output_dir=tmp_path / "cv",
+        variances=(0.0, 1.0),
+        fine_samples=(0,),
+        grid_resolution=8,
+        rescale=0.02,
+        max_images=1,
+        device="cpu",
+    )
+    result = ccv.choose(cfg)
+    assert result["selection_views"] == ["val/r_0.png"] and result["report_views"] == ["test/r_0.png"]
+    assert result["report_views_rendered"] is False and result["image_shape"] == [8, 8]
+    best = max(result["candidates"], key=lambda r: r["mean_psnr_delta"])
+    assert result["chosen"] == best["variance"] and result["shipped"] == shipped
+    assert ActivationMipNerfModel.GRID_CELL_VARIANCE == shipped
+    assert result["candidates"][0]["psnr_delta"]["0"] != result["candidates"][1]["psnr_delta"]["0"]
+    assert "chosen:" in (tmp_path / "cv" / "cell_variance.md").read_text()

@@ -383,7 +383,52 @@ def test_uncaught_data_error_is_one_line(scene, tmp_path):
     assert errors == [f"error: poses_bounds.npy not found in {broken} (expected the LLFF layout)"]
 
 
-def test_ns_train_llff_with_and_without_ndc_then_eval(scene, tmp_path):
+# ---- selection and report views ----------------------------------------------------------------------------
+def _datamanager(scene: Path, **parser):
+    """What nerfinternals.views.split_views reads of a datamanager, with the llff-data parser."""
+    from types import SimpleNamespace
+
+    from nerfstudio.data.datasets.base_dataset import InputDataset
+
+    return SimpleNamespace(
+        dataparser=LLFFDataParserConfig(data=scene, **parser).setup(),
+        dataset_type=InputDataset,
+        config=SimpleNamespace(camera_res_scale_factor=1.0),
+    )
+
+
+def test_views_of_llff_alternate_by_name(scene):
+    """LLFF's val and test splits are the same images: sorted by name, even positions select, odd report;
+    --max-images N keeps N of each; one eval image is too few to choose on other views."""
+    from nerfinternals.loading import InputError
+    from nerfinternals.views import ALTERNATE, split_views
+
+    files = sorted(p.name for p in (scene / "images").iterdir())
+    held_out = [f"images/{files[i]}" for i in (0, 4, 8, 12)]  # every 4th image is an eval image
+    split = split_views(_datamanager(scene, eval_interval=4))
+    assert split.rule == ALTERNATE
+    assert split.selection.names == [held_out[0], held_out[2]]
+    assert split.report.names == [held_out[1], held_out[3]]
+    assert split.record() == {
+        "selection_views": split.selection.names,
+        "report_views": split.report.names,
+        "view_rule": ALTERNATE,
+    }
+    few = split_views(_datamanager(scene, eval_interval=4), max_images=1)
+    assert (few.selection.names, few.report.names) == ([held_out[0]], [held_out[1]])
+    # the images a side yields are the named ones (the dataset's image files)
+    dataset = split.report.dataset
+    assert [dataset._dataparser_outputs.image_filenames[i].name for i in split.report.indices] == [
+        files[4],
+        files[12],
+    ]
+    with pytest.raises(
+        InputError, match="1 eval image.*too few to choose on other images than those reported"
+    ):
+        split_views(_datamanager(scene, eval_interval=16))
+
+
+def test_ns_train_llff_with_and_without_ndc_then_eval(scene, tmp_path, monkeypatch):
     """Two tiny ns-train runs at once (start-up dominates), with and without NDC; eval.py on the NDC run."""
     home = tmp_path / "torch_home"
     home.mkdir()
@@ -433,3 +478,22 @@ def test_ns_train_llff_with_and_without_ndc_then_eval(scene, tmp_path):
     assert math.isfinite(exp["psnr"]) and exp["macs_ratio"] < 1
     with Image.open(config.parent / "eval" / "000" / "layer_00_ups_0_fct_std_half" / "ours.png") as img:
         assert img.size == (W // 2, H // 2)
+
+    # eval.py --auto (over one candidate per sampler): chosen on image 0, evaluated on image 8 only
+    from nerfinternals import auto
+    from nerfinternals.eval import ActivationDerivedDensity, evaluate
+
+    every = auto.candidates
+    monkeypatch.setattr(
+        auto, "candidates", lambda model: list({c["inference_sampler"]: c for c in every(model)}.values())
+    )
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    summary = evaluate(
+        ActivationDerivedDensity(load_config=config, auto=True, output_dir="auto", device="cpu")
+    )
+    files = sorted(p.name for p in (scene / "images").iterdir())
+    record = json.loads((config.parent / auto.AUTO_FILE).read_text())
+    for views in (record, summary):
+        assert [Path(n).name for n in views["selection_views"]] == [files[0]]
+        assert [Path(n).name for n in views["report_views"]] == [files[8]]
+    assert summary["num_images"] == 1 and record["selection_images"] == 1

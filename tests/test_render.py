@@ -355,8 +355,9 @@ def _few_candidates(monkeypatch) -> None:
 
 
 def test_auto_chooses_within_the_budget_and_is_reused(home, tmp_path, monkeypatch):
-    """eval.py --auto on a copy of the shipped run: the choice meets the budget on the val images, is
-    recorded in the run folder, and a later eval.py / ns-internals-render --auto uses it."""
+    """eval.py --auto on a copy of the shipped run: the choice meets the budget on the val images (the
+    selection views), is evaluated on the test images (the report views), is recorded in the run folder,
+    and a later eval.py / ns-internals-render --auto uses it."""
     from nerfinternals.auto import AUTO_FILE, CHOICE_FIELDS, auto_settings
     from nerfinternals.eval import ActivationDerivedDensity, evaluate
 
@@ -370,7 +371,10 @@ def test_auto_chooses_within_the_budget_and_is_reused(home, tmp_path, monkeypatc
     record = json.loads((RUN.parent / AUTO_FILE).read_text())
     chosen = record["chosen"]
     assert set(chosen) == set(CHOICE_FIELDS)
-    assert record["max_psnr_drop"] == budget and record["val_images"] == 1 and record["reason"]
+    assert record["max_psnr_drop"] == budget and record["selection_images"] == 1 and record["reason"]
+    # chosen on the val split, evaluated on the test split: both named, no image in both
+    assert record["selection_views"] == ["val/r_0.png"] and record["report_views"] == ["test/r_0.png"]
+    assert summary["selection_views"] == ["val/r_0.png"] and summary["report_views"] == ["test/r_0.png"]
     assert {c["settings"]["inference_sampler"] for c in record["candidates"]} == {
         "activation",
         "hybrid",

@@ -222,6 +222,21 @@ def spheres():
     return pipeline.model, bundle
 
 
+def _grid_keeps_by_hand(model, bundle, resolution: int = 64, threshold: float = 1e-3):
+    """(H, W) mask of the rays the density grid finds non-empty, built by hand: the grid's density (its nodes
+    hold the coarse network's: test_grid_nodes_hold_the_replaced_networks_density) at nerfstudio's uniform
+    coarse samples, the scene box mapped to the unit cube here, nerfstudio's weights accumulated along the
+    ray and compared with the threshold. Also the accumulation itself. Call after a render (near plane)."""
+    height, width = bundle.shape
+    rays = model.collider(bundle.flatten())
+    samples = model.sampler_uniform(rays)  # nerfstudio's stock coarse sampler: N uniform samples
+    lo, hi = model.scene_box.aabb.float()
+    unit = (samples.frustums.get_positions() - lo) / (hi - lo)
+    density = model.density_grid(resolution).density(unit) * ((unit >= 0) & (unit <= 1)).all(dim=-1)
+    accumulation = samples.get_weights(density[..., None]).sum(dim=(-2, -1))
+    return (accumulation >= threshold).view(height, width), accumulation.view(height, width)
+
+
 @pytest.mark.parametrize("sampler", ["stock", "activation", "grid", "hybrid"])
 def test_skip_empty_threshold_zero_is_the_render_without_skipping(spheres, sampler):
     model, bundle = spheres
@@ -230,6 +245,17 @@ def test_skip_empty_threshold_zero_is_the_render_without_skipping(spheres, sampl
     assert skipped["gate_mask"].all()
     for name in ("rgb", "accumulation", "depth"):
         assert torch.equal(plain[name], skipped[name]), name
+    # the scene has rays a positive threshold skips: threshold 0 keeps them, it does not find none
+    keeps, _ = _grid_keeps_by_hand(model, bundle)
+    assert 0.1 < (~keeps).float().mean() < 0.9
+    # and the skipping path is live for this sampler: a positive threshold does skip rays (the activation
+    # estimate accumulates between 0.05 and 0.5 on every ray of this view: 0.5 skips them all)
+    threshold = 0.5 if sampler == "activation" else 0.05
+    positive, _ = model.render_sampled(
+        bundle, sampler, fine_samples=16, skip_empty=True, empty_threshold=threshold
+    )
+    assert not positive["gate_mask"].all()
+    assert not torch.equal(positive["rgb"], plain["rgb"])
 
 
 @pytest.mark.parametrize("sampler", ["stock", "grid", "hybrid"])
@@ -248,13 +274,59 @@ def test_skipped_rays_are_background_and_the_rest_as_without_skipping(spheres, s
     assert off.float().mean() < 0.01
 
 
-def test_hybrid_is_activation_with_the_grids_empty_rays(spheres):
+def test_hybrid_is_activation_on_the_rays_the_grid_keeps_and_background_elsewhere(spheres):
+    """Hybrid with skipping: the rays the grid finds empty (a mask built by hand from the grid's density) are
+    the background colour, the others are the activation sampler's render of them."""
     model, bundle = spheres
     activation, _ = model.render_sampled(bundle, "activation", layer=1)
-    hybrid, _ = model.render_sampled(bundle, "hybrid", layer=1)  # nothing skipped: the activation sampler
-    assert torch.equal(hybrid["rgb"], activation["rgb"])
-    grid, _ = model.render_sampled(bundle, "grid", skip_empty=True)
     hybrid, _ = model.render_sampled(bundle, "hybrid", layer=1, skip_empty=True)
-    assert torch.equal(hybrid["gate_mask"], grid["gate_mask"])  # the grid decides which rays are empty
+    keeps, accumulation = _grid_keeps_by_hand(model, bundle)
+    clear = (accumulation - 1e-3).abs() > 1e-6  # rays not at the threshold within float error
+    assert torch.equal(hybrid["gate_mask"][..., 0][clear], keeps[clear])
     kept = hybrid["gate_mask"][..., 0]
+    assert 0.2 < kept.float().mean() < 0.9  # spheres in the middle, background around them
+    white = torch.ones(3)  # the scene's background (Blender format, white)
+    assert torch.equal(hybrid["rgb"][~kept], white.expand(int((~kept).sum()), 3))
+    assert (hybrid["accumulation"][~kept] == 0).all()
     assert torch.allclose(hybrid["rgb"][kept], activation["rgb"][kept], atol=1e-5)
+    # the activation render is not background where the grid finds empty rays: the skipping shows
+    assert (activation["rgb"][~kept] - white).abs().amax() > 1e-3 or (
+        activation["accumulation"][~kept] > 0
+    ).any()
+    # without skipping, hybrid is the activation sampler on every ray, bit for bit
+    assert torch.equal(model.render_sampled(bundle, "hybrid", layer=1)[0]["rgb"], activation["rgb"])
+
+
+def test_mipnerf_grid_nodes_hold_stock_mipnerfs_density_of_a_cell_sized_gaussian():
+    """Mip-NeRF's grid: each node holds stock nerfstudio Mip-NeRF's density of a Gaussian at the node whose
+    per-axis variance is GRID_CELL_VARIANCE x the cell size squared (computed here from the scene box);
+    not the density of a point. Between nodes: trilinear. The grid sampler renders from it."""
+    from nerfinternals.models import ActivationMipNerfModelConfig
+
+    torch.manual_seed(0)  # stock Mip-NeRF's MLP sizes (fixed in nerfstudio), few samples
+    counts = dict(num_coarse_samples=8, num_importance_samples=8, collider_params=_NERF["collider_params"])
+    ours = ActivationMipNerfModelConfig(**counts).setup(scene_box=SCENE_BOX, num_train_data=2).eval()
+    stock = _stock_model(VanillaModelConfig(_target=MipNerfModel, **counts), ours)
+    res = 5
+    lo, hi = SCENE_BOX.aabb
+    nodes = grid_points(res)
+    positions = lo + nodes * (hi - lo)
+    variance = ((hi - lo) / (res - 1)) ** 2 * type(ours).GRID_CELL_VARIANCE  # (3,): per axis
+    field = stock.field  # nerfstudio's own field, with our weights
+
+    def density(covs):
+        encoded = field.position_encoding(positions, covs=covs)
+        return field.field_output_density(field.mlp_base(encoded)).reshape(-1)
+
+    expected = density(torch.diag_embed(variance.expand_as(positions)))
+    grid = ours.density_grid(res)
+    assert torch.allclose(grid.density(nodes), expected, rtol=1e-5, atol=1e-5)
+    point = density(torch.zeros(*positions.shape, 3))
+    assert not torch.allclose(point, expected, rtol=1e-3, atol=1e-4)  # the covariance matters
+    # halfway between two nodes along x: the mean of their values
+    a, b = nodes[0], nodes[res * res]  # (0, 0, 0) and (1 / (res - 1), 0, 0)
+    mid = grid.density(((a + b) / 2)[None])
+    assert torch.allclose(mid, (expected[0] + expected[res * res]) / 2, atol=1e-6)
+    # the grid sampler renders finite colours from it (and needs no coarse pass)
+    outputs, _ = ours.render_sampled(camera_bundle(), "grid", grid_resolution=res)
+    assert torch.isfinite(outputs["rgb"]).all() and outputs["rgb"].shape == (9, 13, 3)

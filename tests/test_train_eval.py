@@ -300,7 +300,8 @@ def test_empty_eval_split(trained, scene, tmp_path, offline_home, monkeypatch):
 
 
 def test_eval_samplers_budgets_and_skipping(trained, offline_home, work):
-    """One experiment per sampler x budget, each skipping empty rays; summary.json records what ran."""
+    """One experiment per sampler x budget, each skipping empty rays; summary.json records what ran, the PNGs
+    hold what a stock render gives, the PSNRs are the ones computed by hand."""
     config = trained("activation-nerf")
     args = ["--load-config", str(config), "--layer", "1", "--fct", "1", "--output-dir", "samplers"]
     args += ["--sampler", "activation", "grid", "hybrid", "stock", "--fine-samples", "0", "4"]
@@ -338,6 +339,39 @@ def test_eval_samplers_budgets_and_skipping(trained, offline_home, work):
     assert per_image["grid8_k4_skip"]["metrics"]["quantitative"]["t_coarse"] == 0
     # a 4-sample final pass against the 8 + 8 + 1 of stock: fewer multiply-adds
     assert summary["experiments"]["stock_k4_skip"]["macs"] < summary["base"]["macs"]
+
+    # What was rendered, against references computed here: nerfstudio's stock render of the test image (in
+    # this process), the ground-truth PNG composited over white by hand, PSNR by hand.
+    from nerfinternals.common import camera_rays
+    from nerfinternals.loading import load_pipeline
+
+    folder = config.parent / "samplers" / "000"
+
+    def png(path: Path) -> np.ndarray:
+        with Image.open(path) as image:
+            return np.asarray(image, dtype=np.float64) / 255
+
+    pipeline = load_pipeline(config, device="cpu")[1]
+    camera = pipeline.datamanager.fixed_indices_eval_dataloader.cameras[0:1]
+    with torch.no_grad():
+        stock = pipeline.model.render_stock(camera_rays(camera))["rgb_fine"].clamp(0, 1).numpy()
+    assert np.abs(png(folder / "coarse-to-fine.png") - stock).max() <= 0.5 / 255 + 1e-6  # 8-bit rounding
+    gt = png(Path(pipeline.datamanager.eval_dataset.image_filenames[0]))  # RGBA, the scene's white background
+    gt = gt[..., :3] * gt[..., 3:] + (1.0 - gt[..., 3:])
+    for name in ("stock_skip", "grid8_skip"):
+        kept = png(folder / name / "gate_mask.png") > 0.5
+        ours = png(folder / name / "ours.png")
+        assert (ours[~kept] == 1.0).all(), name  # the skipped rays: background
+        if name == "stock_skip":  # the stock sampler at the model's budget: stock's pixels where it renders
+            assert np.array_equal(ours[kept], png(folder / "coarse-to-fine.png")[kept])
+            expected = np.where(kept[..., None], stock, 1.0)
+            mse = np.mean((expected - gt) ** 2)
+            psnr = json.loads((folder / name / "stats.json").read_text())["optimized"]["psnr"]
+            assert psnr == pytest.approx(-10 * np.log10(mse), abs=1e-3)
+        stats = json.loads((folder / name / "stats.json").read_text())
+        assert stats["gate"]["rays_rendered"] == int(kept.sum()) and stats["gate"]["rays_total"] == kept.size
+    base_psnr = json.loads((folder / "stats.json").read_text())["base"]["metrics"]["psnr"]
+    assert base_psnr == pytest.approx(-10 * np.log10(np.mean((stock - gt) ** 2)), abs=1e-3)
 
 
 @pytest.mark.parametrize(

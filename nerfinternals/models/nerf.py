@@ -169,12 +169,13 @@ class _NeRFFamily(ActivationRenderingMixin):
             encoded = field.position_encoding(positions)
         return field.field_output_density(field.mlp_base(encoded)).reshape(-1)
 
-    GRID_CELL_VARIANCE: float = 0.25
+    GRID_CELL_VARIANCE: float = 4.0
     """Mip-NeRF's grid: each node is evaluated as a Gaussian (the integrated encoding) whose per-axis
-    variance is this times the cell size squared: 0.25, a standard deviation of half a cell. Measured on
-    the lego Mip-NeRF (2 test images at 50 px, grid 64^3, empty rays skipped), ΔPSNR to stock at the
-    stock budget / 64 fine samples: points (0) -0.48 / -1.78 dB, 1/12 +0.18 / +0.04, 0.25 +0.25 / +0.07,
-    1.0 +0.27 / +0.13."""
+    variance is this times the cell size squared: 4.0, a standard deviation of two cells. Chosen on
+    selection views only by benchmarks/choose_cell_variance.py (lego Mip-NeRF, 2 val images at 50 px,
+    grid 64^3, empty rays skipped; benchmarks/results/cell-variance): ΔPSNR to stock at the stock budget /
+    64 fine samples: points (0) -0.48 / -1.81 dB, 0.25 +0.25 / +0.13, 1 +0.27 / +0.18, 2 +0.28 / +0.19,
+    4 +0.27 / +0.23, 8 +0.03 / +0.06, 16 -0.09 / -0.13."""
 
     def grid_cell_variance(self, resolution: int) -> Tensor:
         lo, hi = self._grid_box()

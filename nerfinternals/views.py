@@ -1,0 +1,125 @@
+"""Selection views and report views: every choice is made on other images than those it is reported on.
+
+A choice (``--auto``'s configuration, the benchmark's fastest configuration within a PSNR budget, a
+constant such as Mip-NeRF's grid cell variance) is made on the *selection views* and its figures are
+reported on the *report views*; the two never share an image.
+
+- Datasets with a val split of their own (Blender: ``transforms_val.json``; nerfstudio-data with
+  ``val_filenames`` / ``test_filenames``): the val split selects, the test split reports.
+- Datasets whose val and test splits are the same images (LLFF, nerfstudio-data's fraction / interval /
+  filename / all splits): the eval images, sorted by name (numbers by value: ``r_2`` before ``r_10``),
+  alternate: even positions (0, 2, 4, ...) select, odd positions (1, 3, 5, ...) report. With fewer than 2 eval images there is nothing to choose
+  on apart from the reported views: :func:`split_views` refuses.
+
+Each side is in that name order; ``max_images`` keeps the first N of each side. Views are named by their image file, relative to the
+dataset folder (``val/r_0.png``, ``test/r_0.png``, ``images/IMG_0001.JPG``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from nerfstudio.data.utils.dataloaders import FixedIndicesEvalDataloader
+
+from nerfinternals.common import eval_views
+from nerfinternals.loading import InputError
+
+SEPARATE_SPLITS = "val split selects, test split reports"
+ALTERNATE = "eval images sorted by name: even positions select, odd positions report"
+
+
+def name_order(names: list[str]) -> list[int]:
+    """Indices of ``names`` in name order, numbers compared by value (``r_2`` before ``r_10``)."""
+
+    def key(i: int) -> list:
+        return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", names[i])]
+
+    return sorted(range(len(names)), key=key)
+
+
+@dataclass
+class Side:
+    """One side of a :class:`ViewSplit`: a dataset and the indices of its images on this side."""
+
+    dataset: object
+    indices: list[int]
+    names: list[str]
+
+    def loader(self, device) -> FixedIndicesEvalDataloader:
+        return FixedIndicesEvalDataloader(
+            input_dataset=self.dataset, image_indices=self.indices, device=device
+        )
+
+    def views(self, model, rescale: float = 1.0):
+        """(image index, (H, W) ray bundle, (H, W, 3) target) of each view (:func:`eval_views`)."""
+        return eval_views(model, self.loader(model.device), None, rescale)
+
+
+@dataclass
+class ViewSplit:
+    selection: Side
+    report: Side
+    rule: str
+
+    def record(self) -> dict:
+        """``selection_views``, ``report_views`` (image names) and the ``view_rule``, for JSON outputs."""
+        return {
+            "selection_views": self.selection.names,
+            "report_views": self.report.names,
+            "view_rule": self.rule,
+        }
+
+
+def _names(outputs, root: Path | None) -> list[str]:
+    names = []
+    for path in outputs.image_filenames:
+        path = Path(path)
+        try:
+            names.append(path.resolve().relative_to(root).as_posix() if root else path.name)
+        except ValueError:
+            names.append(path.name)
+    return names
+
+
+def split_views(datamanager, max_images: int | None = None) -> ViewSplit:
+    """The selection and report views of a pipeline's datamanager (module docstring for the rule)."""
+    parser = datamanager.dataparser
+    root = getattr(parser.config, "data", None)
+    root = Path(root).resolve() if root else None
+    if root is not None and root.is_file():
+        root = root.parent
+    outputs = {"test": parser.get_dataparser_outputs(split="test")}
+    try:
+        outputs["val"] = parser.get_dataparser_outputs(split="val")
+    except Exception:  # no val split (a Blender folder without transforms_val.json, a split list without one)
+        outputs["val"] = None
+    files = {
+        split: [str(Path(p).resolve()) for p in o.image_filenames] if o else []
+        for split, o in outputs.items()
+    }
+
+    def dataset(split: str):
+        return datamanager.dataset_type(
+            dataparser_outputs=outputs[split], scale_factor=datamanager.config.camera_res_scale_factor
+        )
+
+    limit = slice(None) if max_images is None else slice(0, max(max_images, 0))
+    if files["val"] and files["test"] and not set(files["val"]) & set(files["test"]):
+        sides = []
+        for split in ("val", "test"):
+            names = _names(outputs[split], root)
+            order = name_order(names)[limit]
+            sides.append(Side(dataset(split), order, [names[i] for i in order]))
+        return ViewSplit(*sides, rule=SEPARATE_SPLITS)
+    names = _names(outputs["test"], root)
+    if len(names) < 2:
+        raise InputError(
+            f"{len(names)} eval image(s) and no separate val split: too few to choose on other images "
+            "than those reported (needs at least 2)"
+        )
+    order = name_order(names)
+    test = dataset("test")
+    sides = [Side(test, half[limit], [names[i] for i in half[limit]]) for half in (order[0::2], order[1::2])]
+    return ViewSplit(*sides, rule=ALTERNATE)
