@@ -135,14 +135,10 @@ class ActivationNerfactoModel(ActivationRenderingMixin, NerfactoModel):
         (without ``proposal_stages``: the field's samples drawn from ``weights`` directly)."""
         sampler = self.proposal_sampler
         later, field_samples = self.fine_counts(fine_samples)
-        if not proposal_stages:
-            later = []
-        for level, num in enumerate([*later, field_samples], start=1):
+        for level, num in enumerate(later if proposal_stages else [], start=1):
             ray_samples = sampler.pdf_sampler(ray_bundle, ray_samples, weights, num_samples=num)
-            if level < self.config.num_proposal_iterations:
-                weights = ray_samples.get_weights(
-                    self.density_fns[level](ray_samples.frustums.get_positions())
-                )
+            weights = ray_samples.get_weights(self.density_fns[level](ray_samples.frustums.get_positions()))
+        ray_samples = sampler.pdf_sampler(ray_bundle, ray_samples, weights, num_samples=field_samples)
         out = self.field.forward(ray_samples)
         weights = ray_samples.get_weights(out[FieldHeadNames.DENSITY])
         return {
