@@ -43,6 +43,12 @@ def shipped(request):
     return request.param, *load_view(request.param)
 
 
+REFERENCE_ATOL = 1e-4
+"""The stored renders were equal within 1e-6 on the CPU that stored them; on other x86 CPUs Mip-NeRF's
+integrated encoding (and so every render of it, stock's included) differs by up to ~2e-5. Any change to
+where samples go or how they are weighed moves pixels by far more."""
+
+
 def test_every_sampler_renders_the_reference_pixels(shipped, references):
     kind, model, bundle = shipped
     for case in CASES:
@@ -51,7 +57,7 @@ def test_every_sampler_renders_the_reference_pixels(shipped, references):
         assert set(rendered) == set(stored), (case, sorted(rendered), sorted(stored))
         for name, value in rendered.items():
             np.testing.assert_allclose(
-                value, stored[name], atol=1e-6, rtol=0, err_msg=f"{kind} {case} {name}"
+                value, stored[name], atol=REFERENCE_ATOL, rtol=0, err_msg=f"{kind} {case} {name}"
             )
 
 
