@@ -68,6 +68,8 @@ def candidates(model) -> list[dict]:
     - activation at each smaller budget, and hybrid (activation samples, the grid's empty rays skipped)
       at every budget: layers 0..2 x the three transforms;
     - the density grid at every budget, with and without skipping empty rays, in the box and not;
+    - on nerfacto, the grid in place of every proposal stage (grid-all) at every budget, with and without
+      skipping empty rays;
     - the stock sampler at every smaller budget, and with skipping at every budget.
     """
     layers = range(min(3, num_probe_layers(model.probe_mlp)))
@@ -106,6 +108,12 @@ def candidates(model) -> list[dict]:
         for skip in (False, True)
         for box in ((False, True) if boxed else (False,))
     ]
+    if model.later_proposal_counts(0):  # elsewhere grid-all is grid
+        options += [
+            {"inference_sampler": "grid-all", "fine_samples": k, "skip_empty": skip}
+            for k in budgets
+            for skip in (False, True)
+        ]
     options += [
         {"inference_sampler": "stock", "fine_samples": k, "skip_empty": skip}
         for k in budgets
@@ -118,7 +126,7 @@ def candidates(model) -> list[dict]:
 def label(settings: dict) -> str:
     """A short name of a configuration, e.g. ``l1 std_half n32 box``, ``grid k64 skip``."""
     sampler = settings["inference_sampler"]
-    if sampler in ("stock", "grid"):
+    if sampler in ("stock", "grid", "grid-all"):
         text = sampler
     else:
         text = (
@@ -127,7 +135,11 @@ def label(settings: dict) -> str:
         if settings["probe_samples"]:
             text += f" n{settings['probe_samples']}"
     for key, tag in (("probe_in_box", "box"), ("probe_upsample", "ups"), ("probe_gate", "gate")):
-        if settings.get(key) and (sampler != "stock") and (key == "probe_in_box" or sampler != "grid"):
+        if (
+            settings.get(key)
+            and (sampler != "stock")
+            and (key == "probe_in_box" or sampler not in ("grid", "grid-all"))
+        ):
             text += f" {tag}"
     if settings.get("fine_samples"):
         text += f" k{settings['fine_samples']}"

@@ -491,4 +491,12 @@ def test_auto_candidates_cover_samplers_budgets_and_options(models):
     assert not [c for c in by_sampler["stock"] if not c["fine_samples"] and not c["skip_empty"]]
     assert len(by_sampler["stock"]) == 2 * 5 - 1
     # no scene box (scene contraction): no in-box candidates
-    assert not any(c["probe_in_box"] for c in candidates(models("nerfacto")))
+    nerfacto = candidates(models("nerfacto"))
+    assert not any(c["probe_in_box"] for c in nerfacto)
+    # grid-all only where it differs from grid (nerfacto's later proposal stages), at every budget
+    assert not [c for c in nerf if c["inference_sampler"] == "grid-all"]
+    grid_all = [c for c in nerfacto if c["inference_sampler"] == "grid-all"]
+    assert {(c["fine_samples"], c["skip_empty"]) for c in grid_all} == {
+        (k, skip) for k in (0, 6, 4, 2) for skip in (False, True)
+    }
+    assert "grid-all k4 skip" in {label(c) for c in grid_all}
