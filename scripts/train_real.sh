@@ -23,10 +23,14 @@ RUN:
                                 (ns-train that builds LPIPS without downloading AlexNet)
   fern-activation-nerfacto-ndc  activation-nerfacto in NDC (the NDC collider), scene contraction,
                                 uniform initial sampler; llff-data --downscale-factor 8
-                                --scale-factor 0.75; data ../shared/real/fern
+                                --scale-factor 0.75 --eval-interval 6; data ../shared/real/fern
   fern-activation-nerf-ndc      activation-nerf in NDC, background last_sample, 512 rays a batch,
                                 the same llff-data settings; narrowed: position MLP 8 x 128
                                 (skip at 4), colour head 2 x 64, 32 coarse + 64 fine samples
+
+The fern runs hold out every 6th photo (LLFF's convention is every 8th): fern's 20 photos then give
+4 eval views, 2 to choose settings on and 2 to report on (nerfinternals/views.py); every 8th would
+leave 1 report view.
 
 By default the nerfacto runs use the reduced recipe of scripts/train_lego_nerfacto.sh: field hash
 grid of 8 levels (2^17 entries), hidden widths 32, proposal MLPs 4 x 64 (activation-nerfacto),
@@ -132,12 +136,12 @@ case $RUN in
       --pipeline.model.use-ndc-collider True)
     [ "$FULL" = 1 ] || model+=(--pipeline.model.proposal-mlp-layer-width 64)
     model=("${NERFACTO_SIZE[@]}" "${NERFACTO_BOTH[@]}" "${model[@]}")
-    parser=(--scale-factor 0.75) ;;
+    parser=(--scale-factor 0.75 --eval-interval 6) ;;
   fern-activation-nerf-ndc)
     scene=fern format=llff dataparser=llff-data factor=8 full_iters=500000 method=activation-nerf
     model=("${NERF_BOTH[@]}")
     [ "$FULL" = 1 ] || model+=("${NERF_CPU[@]}")
-    parser=(--scale-factor 0.75) ;;
+    parser=(--scale-factor 0.75 --eval-interval 6) ;;
   *)
     die "unknown run '$RUN' (choose fox-activation-nerfacto, fox-nerfacto, fern-activation-nerfacto-ndc, fern-activation-nerf-ndc)" ;;
 esac
