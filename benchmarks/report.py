@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.targets import BEST_PSNR_LOSS_DB, pareto_front
+from benchmarks.where_time_goes import sentence
 from nerfinternals.common import atomic_write
 
 
@@ -25,6 +26,7 @@ COLUMNS = (
     "SSIM",
     "ΔSSIM",
     "LPIPS",
+    "predicted t ratio",
     "mem [MB]",
     "fill [s]",
     "speed-up 1 image incl. fill",
@@ -52,6 +54,7 @@ def _cells(name: str, row: dict, run: dict) -> list[str]:
         _f(row["ssim"], ".4f"),
         _f(row["ssim_delta"], "+.4f"),
         _f(row["lpips"], ".4f"),
+        _f(row.get("predicted_time_ratio"), ".3f"),
         _f(row["peak_mem_mb"], ".1f"),
         _f(fill, ".2f"),
         "" if fill is None else f"{row['speedup_one_image']:.2f}x",
@@ -140,6 +143,20 @@ def target_lines(t: dict) -> list[str]:
             f"ours ahead of every alternative (as fast, PSNR at least as high): {'met' if x['met'] else 'missed'}"
             + (f"; not ahead of: {behind}" if behind else "")
         )
+    if "cost_model" in t:
+        x = t["cost_model"]
+        worst = sorted(x["outside"].items(), key=lambda kv: -abs(kv[1]))[:3]
+        lines.append(
+            f"cost model's predicted time ratio within {100 * x['tolerance']:.0f} % of the measured one: "
+            f"{'met' if x['met'] else 'missed'} ({x['rows']} rows at fp32; median error "
+            f"{100 * x['median_abs_error']:.0f} %, max {100 * x['max_abs_error']:.0f} %"
+            + (
+                f"; {len(x['outside'])} outside, e.g. " + ", ".join(f"{n} {100 * e:+.0f} %" for n, e in worst)
+                if worst
+                else ""
+            )
+            + ")"
+        )
     if "gate" in t:
         x = t["gate"]
         lines.append(
@@ -150,12 +167,79 @@ def target_lines(t: dict) -> list[str]:
     return lines
 
 
+def goal_lines(run: dict) -> list[str]:
+    """One line per speed goal (:func:`benchmarks.targets.speed_goals`): met, or missed by how much."""
+    lines = []
+    for key, g in run.get("goals", {}).items():
+        if g["speedup"] is None:
+            lines.append(
+                f"goal ≥ {g['goal']:.0f}x at {key} within 0.1 dB: missed (no configuration within the budget)"
+            )
+            continue
+        has = f"{g['pick']}: {g['speedup']:.2f}x"
+        if g["met"]:
+            lines.append(f"goal ≥ {g['goal']:.0f}x at {key} within 0.1 dB: met ({has})")
+        elif g["short_by"] is None:
+            lines.append(
+                f"goal ≥ {g['goal']:.0f}x at {key} within 0.1 dB: missed ({has}, chosen on the selection views, "
+                "is outside 0.1 dB on the report views)"
+            )
+        else:
+            lines.append(
+                f"goal ≥ {g['goal']:.0f}x at {key} within 0.1 dB: missed by {g['short_by']:.2f}x "
+                f"({100 * g['short_by'] / g['goal']:.0f} % short; {has})"
+            )
+    return lines
+
+
+def time_lines(run: dict) -> list[str]:
+    """Where the time goes on one report view: base and each pick, parts largest first."""
+    w = run.get("where_time_goes")
+    if not w:
+        return []
+    return [sentence(name, parts) for name, parts in w["parts"].items()]
+
+
+def picture(images: dict, path: Path) -> None:
+    """stock | the fastest within the budget | |fastest - stock| of one report view, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    base, fastest = images["base"], images["fastest_image"]
+    row = images["fastest_row"]
+    panels = 3 if fastest is not None else 1
+    height, width = base.shape[:2]
+    fig, axes = plt.subplots(1, panels, figsize=(4 * panels * max(width / height, 0.6), 4.6), squeeze=False)
+    axes = axes[0]
+    axes[0].imshow(base)
+    axes[0].set_title(f"stock ({images['base_psnr']:.2f} dB on the report views)", fontsize=9)
+    if fastest is not None:
+        axes[1].imshow(fastest)
+        axes[1].set_title(
+            f"fastest within 0.1 dB (chosen on the selection views)\n{images['fastest']}: "
+            f"{1 / row['time_ratio']:.2f}x faster, {row['psnr_delta']:+.2f} dB",
+            fontsize=9,
+        )
+        error = np.abs(fastest - base).mean(axis=-1)
+        shown = axes[2].imshow(error, cmap="inferno", vmin=0.0, vmax=0.1)
+        axes[2].set_title(f"|fastest - stock| (mean {error.mean():.4f}; scale 0-0.1)", fontsize=9)
+        fig.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.02)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+
+
 def markdown(results: dict) -> str:
     out = ["# Speed / quality benchmark", ""]
     for run in results["runs"]:
         h, w = run["image_shape"]
         out += [
-            f"## {run['method']} ({run['model']}, step {run['step']})",
+            f"## {run.get('label', run['method'])} ({run['model']}, step {run['step']})",
             "",
             f"{run['num_images']} report image(s) of {w}x{h} px on {run['device']} ({results['machine']}); "
             f"median of {run['repeats']} renders per image after a warm-up; N = {run['num_probe_samples']} "
@@ -183,6 +267,18 @@ def markdown(results: dict) -> str:
                 f"- [any precision, against base at {run['precisions'][0]}] {line}"
                 for line in target_lines(speed)
             ]
+        out += [f"- {line}" for line in goal_lines(run)]
+        if run.get("where_time_goes"):
+            out += [
+                "",
+                f"Where the time goes (one untimed profiled render of report view {run['where_time_goes']['view']}, "
+                "median of the repeats; each second counted in the innermost part running: "
+                "benchmarks/where_time_goes.py):",
+                "",
+                *[f"- {line}" for line in time_lines(run)],
+            ]
+        if run.get("picture"):
+            out += ["", f"![stock, the fastest within 0.1 dB, and their difference]({run['picture']})"]
         out += [""]
     return "\n".join(out)
 

@@ -9,7 +9,8 @@ For each checkpoint, in one process and one run, every eval image is rendered wi
   with the Fig. 3 gate, with the sampling options (half the probe samples; inside the scene box), and at
   every ``--fine-samples`` budget; ``grid`` (the post hoc density grid) at every budget, with and without
   skipping empty rays; ``hybrid`` (activations place the samples, the grid skips empty rays) at every
-  layer x fct and budget;
+  layer x fct and budget; ``grid-all`` (nerfacto: the grid of the field's density in place of every
+  proposal stage) at every budget, with and without skipping empty rays;
 - what a user could do without the product (kind ``alternative``, :mod:`benchmarks.alternatives`): the
   stock pipeline at each smaller final-pass budget and with N/2 and N/4 coarse (first proposal) samples,
   the final pass on uniform weights (``no-coarse``), and, on CUDA, NerfAcc's occupancy grid.
@@ -43,10 +44,12 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
+from benchmarks import where_time_goes
 from benchmarks.alternatives import coarse_samples, occgrid_not_run, render_uniform, replaced_density_fn
 from benchmarks.occgrid import EARLY_STOP_EPS, NerfAccGrid, density_macs, fine_field
-from benchmarks.report import markdown, pareto_plot, print_tables
-from benchmarks.targets import targets
+from benchmarks.report import markdown, pareto_plot, picture, print_tables
+from benchmarks.targets import speed_goals, targets
+from nerfinternals import cost
 from nerfinternals.common import (
     atomic_write,
     check_rescale,
@@ -58,6 +61,7 @@ from nerfinternals.common import (
     timed,
     write_json,
 )
+from nerfinternals.estimators import ESTIMATORS, RenderOptions
 from nerfinternals.internals import FCT_NAMES, linear_macs, num_probe_layers
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import LPIPS_BACKBONE, image_metrics
@@ -77,8 +81,13 @@ class SpeedQuality:
     """config.yml of each run to benchmark (ours or stock vanilla-nerf / mipnerf / nerfacto)."""
     output_dir: Path = Path("benchmarks/results")
     """Folder for results.json, results.md and pareto.png."""
-    sampler: tuple[Literal["activation", "grid", "hybrid"], ...] = ("activation", "grid", "hybrid")
-    """The product's samplers to run."""
+    sampler: tuple[Literal["activation", "grid", "hybrid", "grid-all"], ...] = (
+        "activation",
+        "grid",
+        "hybrid",
+        "grid-all",
+    )
+    """The product's samplers to run (grid-all only on nerfacto: elsewhere it is grid)."""
     fine_samples: tuple[int, ...] = (0,)
     """Final-pass budgets (0: the model's own) for every sampler; each K > 0 is also run as the alternative 'stock kK'."""
     layer: tuple[int, ...] = (0, 1, 2)
@@ -121,6 +130,7 @@ class Method:
     macs_per_ray: Callable[[dict], float]  # outputs -> multiply-adds per ray
     note: str = ""
     config: dict = field(default_factory=dict)  # ours: render_sampled keyword arguments
+    predicted: Callable[[dict], float | None] = lambda _: None  # outputs -> the cost model's time ratio
 
 
 # ---- the product's configurations -----------------------------------------------------------------
@@ -189,23 +199,21 @@ def product_configs(model, cfg: SpeedQuality) -> list[tuple[str, dict]]:
                         },
                     )
                 )
-    if "grid" in cfg.sampler:
+    grids = ["grid"] if "grid" in cfg.sampler else []
+    if "grid-all" in cfg.sampler and model.later_proposal_counts(0):  # elsewhere grid-all is grid
+        grids.append("grid-all")
+    for sampler in grids:
         for k in cfg.fine_samples:
             for skip in (False, True):
-                name = f"grid {cfg.grid_resolution}^3{k_name(k)}" + (" skip" if skip else "")
-                configs.append(
-                    (
-                        name,
-                        {
-                            **base,
-                            "sampler": "grid",
-                            "layer": 0,
-                            "fct": FCT_NAMES[0],
-                            "fine_samples": k,
-                            "skip_empty": skip,
-                        },
-                    )
-                )
+                name = f"{sampler} {cfg.grid_resolution}^3{k_name(k)}" + (" skip" if skip else "")
+                options = {
+                    "sampler": sampler,
+                    "layer": 0,
+                    "fct": FCT_NAMES[0],
+                    "fine_samples": k,
+                    "skip_empty": skip,
+                }
+                configs.append((name, {**base, **options}))
     return configs
 
 
@@ -218,11 +226,18 @@ def methods_for(model, cfg: SpeedQuality) -> tuple[list[Method], dict, dict]:
     and the fills: ``{"grid": grid resolutions to fill, "methods": names that need the grid, "fixed": {name:
     seconds} of fills measured once (NerfAcc's)}``."""
     base_macs = lambda _: model.macs_per_ray(None)  # noqa: E731
+    constants = cost.load_constants()
+    stock_seconds = cost.seconds(cost.render_operations(model, cost.stock_kwargs()), constants)
+
+    def predicted_stock(fine_samples: int = 0) -> float:
+        kwargs = {**cost.stock_kwargs(), "fine_samples": fine_samples}
+        return cost.seconds(cost.render_operations(model, kwargs), constants) / stock_seconds
+
     methods = [
-        Method("base", "base", model.render_stock, base_macs),
-        Method(NOISE, "noise", model.render_stock, base_macs),
+        Method("base", "base", model.render_stock, base_macs, predicted=lambda _: 1.0),
+        Method(NOISE, "noise", model.render_stock, base_macs, predicted=lambda _: 1.0),
     ]
-    fills: dict = {"grid": set(), "methods": set(), "fixed": {}}
+    fills: dict = {"grid": set(), "methods": {}, "fixed": {}}
     for name, kwargs in product_configs(model, cfg):
 
         def render(bundle, kwargs=kwargs):
@@ -231,10 +246,14 @@ def methods_for(model, cfg: SpeedQuality) -> tuple[list[Method], dict, dict]:
         def macs(outputs, kwargs=kwargs):
             return model.render_macs_per_ray(kwargs, _rendered(outputs))
 
-        if uses_grid(kwargs):
-            fills["grid"].add(kwargs["grid_resolution"])
-            fills["methods"].add(name)
-        methods.append(Method(name, "ours", render, macs, config=kwargs))
+        def predicted(outputs, kwargs=kwargs):
+            return cost.predicted_time_ratio(model, kwargs, _rendered(outputs), constants)
+
+        key = grid_key(model, kwargs)
+        if key is not None:
+            fills["grid"].add(key)
+            fills["methods"][name] = key
+        methods.append(Method(name, "ours", render, macs, config=kwargs, predicted=predicted))
     n = model.num_probe_samples
     for k in [k for k in cfg.fine_samples if k]:
 
@@ -243,7 +262,11 @@ def methods_for(model, cfg: SpeedQuality) -> tuple[list[Method], dict, dict]:
 
         methods.append(
             Method(
-                f"stock k{k}", "alternative", render, lambda _, k=k: model.macs_per_ray(None, fine_samples=k)
+                f"stock k{k}",
+                "alternative",
+                render,
+                lambda _, k=k: model.macs_per_ray(None, fine_samples=k),
+                predicted=lambda _, k=k: predicted_stock(k),
             )
         )
     for div in (2, 4):
@@ -257,7 +280,13 @@ def methods_for(model, cfg: SpeedQuality) -> tuple[list[Method], dict, dict]:
             with coarse_samples(model, k):
                 return model.macs_per_ray(None)
 
-        methods.append(Method(f"coarse N/{div} ({k})", "alternative", render, macs))
+        def predicted_coarse(_, k=k):
+            with coarse_samples(model, k):
+                return predicted_stock()
+
+        methods.append(
+            Method(f"coarse N/{div} ({k})", "alternative", render, macs, predicted=predicted_coarse)
+        )
     methods.append(
         Method(
             "no-coarse (uniform)",
@@ -354,20 +383,29 @@ def _timed_render(m: Method, bundle, precision: str, device) -> tuple[dict, floa
     return timed(device, run)
 
 
-def uses_grid(config: dict) -> bool:
-    """Whether a configuration of the product needs the density grid (its fill counted once per model)."""
-    return config.get("sampler") == "grid" or bool(config.get("skip_empty"))
+def grid_key(model, config: dict) -> tuple[int, str] | None:
+    """(resolution, source) of the density grid a configuration of the product needs (its fill counted once
+    per model; see the models' ``density_grid``), None: no grid."""
+    options = RenderOptions(**config)
+    source = ESTIMATORS[options.sampler].grid_source(model, options)
+    return None if source is None else (options.grid_resolution, source)
 
 
-def grid_fill_seconds(model, resolution: int, repeats: int) -> list[float]:
-    """Wall times of ``repeats`` fills of the model's density grid at ``resolution``, each from an emptied cache
-    (the model keeps its grid once filled: ``density_grid``); the last fill stays in the cache."""
+def fill_label(key: tuple[int, str]) -> str:
+    """results.json's name of a grid: its resolution, and "-field" for a grid of the field's density."""
+    resolution, source = key
+    return str(resolution) + ("" if source == "replaced" else f"-{source}")
+
+
+def grid_fill_seconds(model, key: tuple[int, str], repeats: int) -> list[float]:
+    """Wall times of ``repeats`` fills of the model's density grid ``key`` (resolution, source), each from an
+    emptied cache (the model keeps its grid once filled: ``density_grid``); the last fill stays in the cache."""
     times = []
     for _ in range(repeats):
         cached = model.__dict__.get("_density_grids", {})
-        old = cached.pop((resolution, "replaced"), None)
+        old = cached.pop(key, None)
         start = time.perf_counter()
-        grid = model.density_grid(resolution)
+        grid = model.density_grid(*key)
         synchronize(model.device)
         times.append(time.perf_counter() - start)
         if old is not None and grid is old[1]:
@@ -403,6 +441,7 @@ def measure_side(
                 outputs = as_float32(last[m.name])
                 rgb = rgb_output(outputs).float().to(device)
                 image = {"macs_per_ray": m.macs_per_ray(outputs), **image_metrics(rgb, target, model.lpips)}
+                image["predicted_time_ratio"] = m.predicted(outputs) if precision == "fp32" else None
                 if "gate_mask" in outputs:
                     image["rendered_fraction"] = _rendered(outputs)
                 entry["images"].append(image)
@@ -436,7 +475,7 @@ def summarise(
                 row["config"] = m.config
             times = spread(entry["times"])
             row.update(t=times["median"], t_min=times["min"], t_max=times["max"], t_repeats=entry["times"])
-            for key in ("psnr", "ssim", "lpips", "macs_per_ray", "rendered_fraction"):
+            for key in ("psnr", "ssim", "lpips", "macs_per_ray", "rendered_fraction", "predicted_time_ratio"):
                 values = [e.get(key) for e in entry["images"]]
                 row[key] = None if any(v is None for v in values) else mean_or_none(values)
             row["peak_mem_mb"] = entry.get("peak_mem_mb")
@@ -466,6 +505,35 @@ def noise_floor(measured: dict, precision: str) -> float:
     base and of the same stock render run again as another method (:data:`NOISE`)."""
     base, again = measured[("base", precision)]["times"], measured[(NOISE, precision)]["times"]
     return max(abs(b2 / b1 - 1.0) for b1, b2 in zip(base, again, strict=True))
+
+
+def run_label(config_path: Path, method: str) -> str:
+    """A file name for a run: ``<scene>-<method>`` of an ``<root>/<scene>/<method>/<timestamp>/config.yml``."""
+    scene = config_path.resolve().parent.parent.parent.name
+    return f"{scene}-{method}" if scene else method
+
+
+def look_closer(model, methods: list[Method], bundle, target, picks: list[str], cfg) -> dict:
+    """Where the time goes (:mod:`benchmarks.where_time_goes`) for base and each pick (row names of
+    results.json) on one report view, with the images each rendered."""
+    by_name = {m.name: m for m in methods}
+    wanted = {("base", cfg.precision[0])}
+    for name in picks:
+        method, _, precision = name.partition(" @")
+        wanted.add((method, precision or cfg.precision[0]))
+    parts, images = {}, {}
+    for name, precision in sorted(wanted):
+        m = by_name[name]
+
+        def render(m=m, precision=precision):
+            with precision_scope(precision, model.device):
+                return m.render(bundle)
+
+        figures, outputs = where_time_goes.profile(model, render, cfg.repeats)
+        label = name + _suffix(precision, cfg)
+        parts[label] = figures
+        images[label] = rgb_output(as_float32(outputs)).float().clamp(0, 1).cpu().numpy()
+    return {"parts": parts, "images": images, "target": target.float().cpu().numpy()}
 
 
 def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> dict:
@@ -499,7 +567,7 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
             with precision_scope(precision, device):
                 for m in methods:
                     m.render(crop)
-        fill_times = {r: spread(grid_fill_seconds(model, r, cfg.repeats)) for r in fills["grid"]}
+        fill_times = {key: spread(grid_fill_seconds(model, key, cfg.repeats)) for key in fills["grid"]}
         measured = {
             name: measure_side(
                 model, methods, side.views(model, cfg.rescale), cfg, rng, progress, task, name == "report"
@@ -507,11 +575,7 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
             for name, side in sides.items()
         }
     base_macs = model.macs_per_ray(None)
-    fill_by_method = {
-        m.name: fill_times[m.config["grid_resolution"]]["median"]
-        for m in methods
-        if m.name in fills["methods"]
-    }
+    fill_by_method = {name: fill_times[key]["median"] for name, key in fills["methods"].items()}
     fill_by_method.update(fills["fixed"])
     rows = {k: summarise(v, methods, cfg, base_macs, fill_by_method) for k, v in measured.items()}
     floors = {p: noise_floor(measured["report"], p) for p in cfg.precision}
@@ -532,6 +596,13 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
     by_precision = {p: targets(at(p, "report"), at(p, "selection")) for p in cfg.precision}
     # against stock at the first precision: what the best precision buys on top
     overall = targets(rows["report"], rows["selection"])
+    fastest = overall["speed"]["product"]
+    fastest_name = fastest["name"] if fastest else None
+    picks = [t["speed"]["product"]["name"] for t in by_precision.values() if t["speed"]["product"]]
+    _, bundle, target = next(iter(split.report.views(model, cfg.rescale)))
+    with torch.inference_mode():
+        closer = look_closer(model, methods, bundle, target, picks + [fastest_name] * bool(fastest_name), cfg)
+    report_rows = rows["report"]
     return {
         "config": str(config_path),
         "method": config.method_name,
@@ -549,7 +620,7 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
         "repeats": cfg.repeats,
         "order_seed": order_seed,
         "noise_floor": floors,
-        "grid_fill_seconds": {str(r): f for r, f in fill_times.items()},
+        "grid_fill_seconds": {fill_label(key): f for key, f in sorted(fill_times.items())},
         "num_probe_samples": model.num_probe_samples,
         "lpips_backbone": LPIPS_BACKBONE,
         "methods": rows["report"],
@@ -570,6 +641,21 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
         "not_run": not_run,
         "targets": overall,
         "targets_by_precision": by_precision,
+        "goals": speed_goals(by_precision, overall, stock_nerfacto=config.method_name == "nerfacto"),
+        "where_time_goes": {
+            "view": split.report.names[0],
+            "parts": closer["parts"],
+        },
+        "label": run_label(config_path, config.method_name),
+        # the picture's images (not in results.json): base and the fastest within the budget, any precision
+        "_picture": {
+            "target": closer["target"],
+            "base": closer["images"]["base" + _suffix(cfg.precision[0], cfg)],
+            "fastest": fastest_name,
+            "fastest_image": closer["images"].get(fastest_name) if fastest_name else None,
+            "base_psnr": report_rows["base" + _suffix(cfg.precision[0], cfg)]["psnr"],
+            "fastest_row": report_rows.get(fastest_name) if fastest_name else None,
+        },
     }
 
 
@@ -601,9 +687,20 @@ def run(cfg: SpeedQuality) -> dict:
         raise InputError(f"config not found: {missing[0]}")
     results: dict = {"machine": machine_name(cfg.device), "runs": []}
     progress = progress_bar(CONSOLE)
+    pictures = {}
     with progress:
         for path in cfg.load_config:
-            results["runs"].append(benchmark_run(Path(path), cfg, progress))
+            run_result = benchmark_run(Path(path), cfg, progress)
+            label = run_result["label"]
+            while label in pictures:  # two runs of one scene and method
+                label += "+"
+            run_result["label"] = label
+            run_result["picture"] = f"{label}.png"
+            pictures[label] = run_result.pop("_picture")
+            results["runs"].append(run_result)
+    out.mkdir(parents=True, exist_ok=True)
+    for label, images in pictures.items():
+        picture(images, out / f"{label}.png")
     write_json(out / "results.json", results)
     atomic_write(out / "results.md", lambda p: p.write_text(markdown(results)))
     pareto_plot(results, out / "pareto.png")

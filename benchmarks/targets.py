@@ -21,9 +21,17 @@ GATE_PSNR_LOSS_DB = 1.5
 WITHIN_DB = 0.1
 """The quality budget of the speed targets: the fastest configuration within this many dB of base."""
 
-SAMPLER_FAMILIES = {"activation": ("activation", "hybrid"), "grid": ("grid",)}
+SAMPLER_FAMILIES = {"activation": ("activation", "hybrid"), "grid": ("grid", "grid-all")}
 """The two training-free estimates the product offers: the paper's activations (alone, or with the grid
-finding empty rays: hybrid) and the post hoc density grid."""
+finding empty rays: hybrid) and the post hoc density grid (in place of the first proposal stage, or of
+every one: grid-all)."""
+COST_MODEL_TOLERANCE = 0.30
+"""The cost model's predicted time ratio must be within this fraction of the measured one."""
+SPEEDUP_GOALS = {"fp32": 3.0, "best precision": 5.0}
+"""Speed-ups the product aims at on every run, within :data:`WITHIN_DB` of base (fp32; the best precision
+against base at fp32)."""
+STOCK_NERFACTO_GOALS = {"fp32": 5.0, "best precision": 5.0}
+"""The same on stock nerfacto, whose hash-grid proposal networks cost the most to run."""
 
 
 def dominated_by(row: dict, others: dict) -> list[str]:
@@ -98,6 +106,50 @@ def speed_targets(rows: dict, selection: dict | None = None) -> dict:
     return result
 
 
+def cost_model(rows: dict) -> dict | None:
+    """How far the cost model's predicted time ratio (``predicted_time_ratio``, fp32 rows) is from the
+    measured one, on every row of ours and of the alternatives that has a prediction (None: no row has)."""
+    errors = {
+        n: r["predicted_time_ratio"] / r["time_ratio"] - 1.0
+        for n, r in rows.items()
+        if r["kind"] in ("ours", "alternative") and r.get("predicted_time_ratio") is not None
+    }
+    if not errors:
+        return None
+    outside = {n: e for n, e in errors.items() if abs(e) > COST_MODEL_TOLERANCE}
+    return {
+        "tolerance": COST_MODEL_TOLERANCE,
+        "rows": len(errors),
+        "median_abs_error": statistics.median(abs(e) for e in errors.values()),
+        "max_abs_error": max(abs(e) for e in errors.values()),
+        "outside": outside,
+        "met": not outside,
+    }
+
+
+def speed_goals(by_precision: dict, overall: dict, stock_nerfacto: bool) -> dict:
+    """Whether the fastest configuration of the product within :data:`WITHIN_DB` (picked on the selection
+    views) reaches :data:`SPEEDUP_GOALS` (:data:`STOCK_NERFACTO_GOALS` on stock nerfacto), and by how much it
+    misses. ``by_precision``: :func:`targets` per precision; ``overall``: against base at the first one."""
+    goals = STOCK_NERFACTO_GOALS if stock_nerfacto else SPEEDUP_GOALS
+    picks = {"fp32": by_precision.get("fp32", {}).get("speed", {}).get("product"),
+             "best precision": overall["speed"]["product"]}  # fmt: skip
+    result = {}
+    for key, goal in goals.items():
+        pick = picks[key]
+        speedup = pick["speedup"] if pick else None
+        within = bool(pick and pick["within_on_report_views"])
+        result[key] = {
+            "goal": goal,
+            "pick": pick["name"] if pick else None,
+            "speedup": speedup,
+            "within_on_report_views": within,
+            "short_by": None if speedup is None or speedup >= goal else goal - speedup,
+            "met": speedup is not None and speedup >= goal and within,
+        }
+    return result
+
+
 def targets(rows: dict, selection: dict | None = None) -> dict:
     """The benchmark's targets, each with the figures behind it and whether it is met. Picks are made on
     ``selection`` (rows of the selection views, same names; default: ``rows``), figures come from ``rows``."""
@@ -113,6 +165,8 @@ def targets(rows: dict, selection: dict | None = None) -> dict:
     references = {n: r for n, r in rows.items() if r["kind"] in ("base", "alternative")}
     alternatives = {n: r for n, r in rows.items() if r["kind"] == "alternative"}
     result: dict = {"speed": speed_targets(rows, selection)}
+    if (costs := cost_model(rows)) is not None:
+        result["cost_model"] = costs
     if plain:
         gaps = {n: abs(r["time_ratio"] - r["macs_ratio"]) for n, r in plain.items()}
         result["time_ratio_matches_macs"] = {

@@ -150,6 +150,40 @@ def test_benchmark_writes_every_method(tiny_nerf, tmp_path, monkeypatch):
     assert "fastest within 0.1 dB of base" in table
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "base" in result.stdout and "fastest within 0.1 dB" in result.stdout
+    # the cost model beside every measured ratio it can predict: base is 1 by definition, stock kK is
+    # predicted from its counts, the no-coarse render has no prediction
+    assert methods["base"]["predicted_time_ratio"] == 1.0
+    assert 0 < methods["stock k4"]["predicted_time_ratio"] < 1
+    assert methods["no-coarse (uniform)"]["predicted_time_ratio"] is None
+    assert all(methods[n]["predicted_time_ratio"] > 0 for n in ours)
+    cost = run["targets"]["cost_model"]
+    assert cost["rows"] == len(ours) + 3  # ours, stock k4 and the two coarse alternatives
+    assert "| predicted t ratio |" in table and "cost model's predicted time ratio within 30 %" in table
+    # where the time goes, on the first report view: parts add up to the total; base runs its coarse network
+    where = run["where_time_goes"]
+    assert where["view"] == "test/r_0.png"
+    base_parts = where["parts"]["base"]
+    assert sum(v for k, v in base_parts.items() if k != "total") == pytest.approx(
+        base_parts["total"], rel=1e-6
+    )
+    assert base_parts["replaced network"] > 0 and base_parts["field"] > 0 and base_parts["estimate"] == 0
+    assert "Where the time goes" in table and "- base: " in table
+    # the picture: stock, the fastest within the budget and their difference, linked from results.md
+    label = run["label"]
+    assert (out / f"{label}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({label}.png)" in table
+    assert set(run["goals"]) == {"fp32", "best precision"} and "goal ≥ 3x at fp32" in table
+
+    # two invocations merged into one folder: runs in order, pictures under distinct names, nothing measured
+    from benchmarks.merge_results import MergeResults, merge
+
+    merged = merge(MergeResults(inputs=(out, out), output_dir=tmp_path / "merged"))
+    assert [r["methods"] for r in merged["runs"]] == [run["methods"], run["methods"]]
+    second = merged["runs"][1]["picture"]
+    assert (
+        second == f"{label}+.png"
+        and (tmp_path / "merged" / second).read_bytes() == (out / f"{label}.png").read_bytes()
+    )
+    assert (tmp_path / "merged" / "results.md").read_text().count("## ") == 2
 
     again = _bench(["--load-config", str(config), "--output-dir", str(out)], home, tmp_path)
     assert again.returncode == 2
@@ -305,6 +339,48 @@ def test_targets_choose_on_the_selection_views_and_report_the_report_views():
     # a pick with a fill carries its one-image figures
     report["a"].update(fill_seconds=1.0, speedup_one_image=0.5, fill_pays_after_images=None)
     assert targets.targets(report, selection)["speed"]["product"]["fill_seconds"] == 1.0
+
+
+def test_cost_model_target_by_hand():
+    rows = {
+        "base": {"kind": "base", "time_ratio": 1.0, "predicted_time_ratio": 1.0},
+        "a": {"kind": "ours", "time_ratio": 0.5, "predicted_time_ratio": 0.6},  # +20 %
+        "b": {"kind": "alternative", "time_ratio": 0.4, "predicted_time_ratio": 0.2},  # -50 %
+        "c": {"kind": "ours", "time_ratio": 0.5, "predicted_time_ratio": None},  # bf16: no prediction
+    }
+    x = targets.cost_model(rows)
+    assert x["rows"] == 2 and not x["met"] and set(x["outside"]) == {"b"}
+    assert x["outside"]["b"] == pytest.approx(-0.5) and x["max_abs_error"] == pytest.approx(0.5)
+    assert x["median_abs_error"] == pytest.approx(0.35)
+    del rows["b"]
+    assert targets.cost_model(rows)["met"]
+    assert targets.cost_model({"base": rows["base"]}) is None
+
+
+def test_speed_goals_say_by_how_much_they_are_missed():
+    def pick(speedup, within=True):
+        return {
+            "speed": {
+                "product": {"name": f"x{speedup}", "speedup": speedup, "within_on_report_views": within}
+            }
+        }
+
+    goals = targets.speed_goals({"fp32": pick(2.4)}, pick(6.0), stock_nerfacto=False)
+    assert goals["fp32"] == {
+        "goal": 3.0,
+        "pick": "x2.4",
+        "speedup": 2.4,
+        "within_on_report_views": True,
+        "short_by": pytest.approx(0.6),
+        "met": False,
+    }
+    assert goals["best precision"]["met"] and goals["best precision"]["short_by"] is None
+    stock = targets.speed_goals({"fp32": pick(4.0)}, pick(6.0, within=False), stock_nerfacto=True)
+    assert stock["fp32"]["goal"] == 5.0 and stock["fp32"]["short_by"] == pytest.approx(1.0)
+    # fast enough, but outside the budget on the report views
+    assert not stock["best precision"]["met"] and stock["best precision"]["short_by"] is None
+    none = targets.speed_goals({"fp32": {"speed": {"product": None}}}, {"speed": {"product": None}}, False)
+    assert none["fp32"]["speedup"] is None and not none["fp32"]["met"]
 
 
 def test_fill_figures_by_hand():
