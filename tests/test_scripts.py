@@ -443,13 +443,13 @@ REAL_RUNS = {
         "activation-nerfacto", "activation-nerfacto", "llff-data", "llff",
         [*REDUCED_NERFACTO, "--pipeline.model.proposal-mlp-layer-width 64",
          "--pipeline.model.use-ndc-collider True", "--pipeline.model.proposal-initial-sampler uniform"],
-        ["--downscale-factor 8", "--scale-factor 0.75"], "launch_train_llff_nerfacto_NDC.sh",
+        ["--downscale-factor 8", "--scale-factor 0.75", "--eval-interval 6"], "launch_train_llff_nerfacto_NDC.sh",
     ),
     "fern-activation-nerf-ndc": (
         "activation-nerf", "activation-nerf", "llff-data", "llff",
         [*NDC_NERF[:1], *NDC_NERF[2:], "--pipeline.model.base-mlp-layer-width 128",
          "--pipeline.model.num-coarse-samples 32", "--pipeline.model.num-importance-samples 64"],
-        ["--downscale-factor 8", "--scale-factor 0.75"], "launch_train_llff_nerf.sh",
+        ["--downscale-factor 8", "--scale-factor 0.75", "--eval-interval 6"], "launch_train_llff_nerf.sh",
     ),
 }  # fmt: skip
 
