@@ -84,7 +84,12 @@ def header_lines(run: dict) -> list[str]:
         f"selection views ({run['view_rule']}): {', '.join(run['selection_views'])}",
         f"report views (every figure below): {', '.join(run['report_views'])}",
         f"methods in a new shuffled order for each of the {run['repeats']} repeats (order seed "
-        f"{run['order_seed']}); times: median (min–max) over repeats of the mean time per image",
+        f"{run['order_seed']}); times: median (min–max) over repeats of the mean time per image"
+        + (
+            f"; {run['selection_repeats']} repeat(s) per selection view"
+            if run.get("selection_repeats", run["repeats"]) != run["repeats"]
+            else ""
+        ),
         f"noise floor (stock against stock run again, largest difference over repeats): {floors}; "
         f"{NOISE_MARK} marks a time ratio whose difference from 1 is within it",
     ] + [
@@ -212,20 +217,23 @@ def picture(images: dict, path: Path) -> None:
     row = images["fastest_row"]
     panels = 3 if fastest is not None else 1
     height, width = base.shape[:2]
-    fig, axes = plt.subplots(1, panels, figsize=(4 * panels * max(width / height, 0.6), 4.6), squeeze=False)
-    axes = axes[0]
+    panel = max(3.2, 3.6 * width / height)
+    fig, axes = plt.subplots(1, panels, figsize=(panel * panels + 0.6, 3.6 * max(height / width, 0.6) + 1.0))
+    axes = np.atleast_1d(axes)
     axes[0].imshow(base)
-    axes[0].set_title(f"stock ({images['base_psnr']:.2f} dB on the report views)", fontsize=9)
+    axes[0].set_title(f"stock\n{images['base_psnr']:.2f} dB on the report views", fontsize=8)
     if fastest is not None:
         axes[1].imshow(fastest)
         axes[1].set_title(
-            f"fastest within 0.1 dB (chosen on the selection views)\n{images['fastest']}: "
-            f"{1 / row['time_ratio']:.2f}x faster, {row['psnr_delta']:+.2f} dB",
-            fontsize=9,
+            f"fastest within 0.1 dB (picked on\nthe selection views): {images['fastest']}\n"
+            f"{1 / row['time_ratio']:.2f}x faster, {row['psnr_delta']:+.2f} dB on the report views",
+            fontsize=8,
         )
         error = np.abs(fastest - base).mean(axis=-1)
         shown = axes[2].imshow(error, cmap="inferno", vmin=0.0, vmax=0.1)
-        axes[2].set_title(f"|fastest - stock| (mean {error.mean():.4f}; scale 0-0.1)", fontsize=9)
+        axes[2].set_title(
+            f"|fastest - stock|, colour mean\n(mean {error.mean():.4f}; scale 0-0.1)", fontsize=8
+        )
         fig.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.02)
     for ax in axes:
         ax.set_axis_off()

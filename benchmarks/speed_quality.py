@@ -30,6 +30,7 @@ alternative, the product has one configuration at least as fast with at least it
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import statistics
@@ -110,6 +111,12 @@ class SpeedQuality:
     """Timed renders per image and method, each repeat in a new shuffled order; the median (with min and max) over repeats is reported."""
     max_images: int | None = None
     """At most N selection views and N report views (default: all; nerfinternals/views.py has the rule)."""
+    memory: bool = True
+    """Measure every method's peak memory in an untimed render of the first report view."""
+    selection_images: int | None = None
+    """At most N selection views (default: as --max-images); fewer save time on slow models."""
+    selection_repeats: int | None = None
+    """Timed renders per selection view and method (default: --repeats); the picks use their median."""
     device: str | None = None
     """Torch device (default: cuda if available, else cpu)."""
     overwrite: bool = False
@@ -419,7 +426,15 @@ def spread(values: list[float]) -> dict:
 
 
 def measure_side(
-    model, methods: list[Method], views, cfg: SpeedQuality, rng: random.Random, progress, task, memory: bool
+    model,
+    methods: list[Method],
+    views,
+    cfg: SpeedQuality,
+    rng: random.Random,
+    progress,
+    task,
+    memory: bool,
+    repeats: int,
 ) -> dict:
     """Render every method on ``views`` (:class:`nerfinternals.views.Side` views) at every precision.
 
@@ -427,11 +442,11 @@ def measure_side(
     {"times": [per repeat: mean time per image], "images": [per image: metrics, MACs], "peak_mem_mb"}}``.
     """
     device = model.device
-    out = {(m.name, p): {"times": [0.0] * cfg.repeats, "images": []} for p in cfg.precision for m in methods}
+    out = {(m.name, p): {"times": [0.0] * repeats, "images": []} for p in cfg.precision for m in methods}
     for i, (_, bundle, target) in enumerate(views):
         for precision in cfg.precision:
             last: dict[str, dict] = {}
-            for r in range(cfg.repeats):
+            for r in range(repeats):
                 for m in rng.sample(methods, len(methods)):
                     outputs, t = _timed_render(m, bundle, precision, device)
                     out[(m.name, precision)]["times"][r] += t
@@ -548,6 +563,13 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
     except ValueError as err:
         raise InputError(str(err)) from None
     split = split_views(pipeline.datamanager, cfg.max_images)
+    if cfg.selection_images is not None:
+        keep = slice(0, cfg.selection_images)
+        selection = split.selection
+        split.selection = dataclasses.replace(
+            selection, indices=selection.indices[keep], names=selection.names[keep]
+        )
+    repeats = {"selection": cfg.selection_repeats or cfg.repeats, "report": cfg.repeats}
     sides = {"selection": split.selection, "report": split.report}
     for side_name, side in sides.items():
         if not side.indices:
@@ -570,7 +592,15 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
         fill_times = {key: spread(grid_fill_seconds(model, key, cfg.repeats)) for key in fills["grid"]}
         measured = {
             name: measure_side(
-                model, methods, side.views(model, cfg.rescale), cfg, rng, progress, task, name == "report"
+                model,
+                methods,
+                side.views(model, cfg.rescale),
+                cfg,
+                rng,
+                progress,
+                task,
+                name == "report" and cfg.memory,
+                repeats[name],
             )
             for name, side in sides.items()
         }
@@ -618,6 +648,7 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
         "keep_near_plane": cfg.keep_near_plane,
         "precisions": list(cfg.precision),
         "repeats": cfg.repeats,
+        "selection_repeats": repeats["selection"],
         "order_seed": order_seed,
         "noise_floor": floors,
         "grid_fill_seconds": {fill_label(key): f for key, f in sorted(fill_times.items())},
@@ -665,6 +696,12 @@ def run(cfg: SpeedQuality) -> dict:
         raise InputError("--load-config needs at least one config.yml")
     if cfg.repeats < 1:
         raise InputError(f"--repeats must be at least 1, got {cfg.repeats}")
+    for flag, value in (
+        ("--selection-images", cfg.selection_images),
+        ("--selection-repeats", cfg.selection_repeats),
+    ):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} must be at least 1, got {value}")
     if cfg.max_images is not None and cfg.max_images < 1:
         raise InputError(f"--max-images must be at least 1, got {cfg.max_images}")
     fct_names(cfg.fct)

@@ -184,6 +184,16 @@ def test_benchmark_writes_every_method(tiny_nerf, tmp_path, monkeypatch):
         and (tmp_path / "merged" / second).read_bytes() == (out / f"{label}.png").read_bytes()
     )
     assert (tmp_path / "merged" / "results.md").read_text().count("## ") == 2
+    # the pictures drawn again from a fresh load: the same renders, so the same picture
+    import matplotlib.image
+
+    from benchmarks.redraw_pictures import RedrawPictures, redraw
+
+    before = matplotlib.image.imread(out / f"{label}.png")
+    (out / f"{label}.png").unlink()
+    redraw(RedrawPictures(results_dir=out, device="cpu"))
+    after = matplotlib.image.imread(out / f"{label}.png")
+    assert after.shape == before.shape and abs(after - before).max() <= 2 / 255
 
     again = _bench(["--load-config", str(config), "--output-dir", str(out)], home, tmp_path)
     assert again.returncode == 2
@@ -194,6 +204,8 @@ def test_benchmark_writes_every_method(tiny_nerf, tmp_path, monkeypatch):
         (["--fine-samples", "1"], "error: --fine-samples must be 0"),
         (["--grid-resolution", "1"], "error: --grid-resolution must be at least 2"),
         (["--sampler", "occupancy"], "error: "),
+        (["--selection-repeats", "0"], "error: --selection-repeats must be at least 1, got 0"),
+        (["--selection-images", "0"], "error: --selection-images must be at least 1, got 0"),
     ):
         result = _bench(
             ["--load-config", str(config), "--output-dir", str(tmp_path / "bad"), *bad], home, tmp_path
@@ -218,7 +230,7 @@ def test_benchmark_precisions_and_rescale(tiny_nerf, tmp_path):
         "--sampler",
         "activation",
     ]
-    args += ["--no-upsample", "--no-gate", "--no-sampling"]
+    args += ["--no-upsample", "--no-gate", "--no-sampling", "--selection-repeats", "2", "--no-memory"]
     args += ["--precision", "fp32", "bf16", "--rescale", "0.5", "--keep-near-plane", "--output-dir", str(out)]
     result = _bench(args, home, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -246,6 +258,10 @@ def test_benchmark_precisions_and_rescale(tiny_nerf, tmp_path):
         assert row["time_ratio"] == pytest.approx(row["t"] / rows["base @fp32"]["t"]), name
     assert set(run["targets_by_precision"]) == {"fp32", "bf16"}
     assert "ΔPSNR to base at its precision" in (out / "results.md").read_text()
+    # 2 timed renders per selection view against 1 per report view; no memory measured
+    assert run["selection_repeats"] == 2 and run["repeats"] == 1
+    assert "2 repeat(s) per selection view" in (out / "results.md").read_text()
+    assert all(row["peak_mem_mb"] is None for row in rows.values())
     bad = _bench(
         ["--load-config", str(config), "--precision", "tf32", "--output-dir", str(tmp_path / "b")],
         home,
