@@ -93,7 +93,7 @@ def header_lines(run: dict) -> list[str]:
         f"noise floor (stock against stock run again, largest difference over repeats): {floors}; "
         f"{NOISE_MARK} marks a time ratio whose difference from 1 is within it",
     ] + [
-        f"density grid {r}^3 fill: {f['median']:.2f} s (min {f['min']:.2f}, max {f['max']:.2f}) once per loaded "
+        f"density grid {r.split('-')[0]}^3{' (' + r.split('-')[1] + ')' if '-' in r else ''} fill: {f['median']:.2f} s (min {f['min']:.2f}, max {f['max']:.2f}) once per loaded "
         "model, not in the per-image time or MACs; counted in the fill columns"
         for r, f in run["grid_fill_seconds"].items()
     ]
@@ -252,7 +252,13 @@ def markdown(results: dict) -> str:
             f"{run['num_images']} report image(s) of {w}x{h} px on {run['device']} ({results['machine']}); "
             f"median of {run['repeats']} renders per image after a warm-up; N = {run['num_probe_samples']} "
             f"probe samples; LPIPS backbone {run['lpips_backbone']}; memory: "
-            + ("CUDA peak allocated" if run["device"].startswith("cuda") else "growth of process RSS")
+            + (
+                "not measured"
+                if all(r.get("peak_mem_mb") is None for r in run["methods"].values())
+                else "CUDA peak allocated"
+                if run["device"].startswith("cuda")
+                else "growth of process RSS"
+            )
             + f"; rescale {run['rescale']}; near plane at eval: "
             + ("the training one" if run["keep_near_plane"] else "0 (nerfstudio's reset)")
             + f"; precision {', '.join(run['precisions'])} (ratios and deltas to base at {run['precisions'][0]})",
