@@ -631,7 +631,9 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
     picks = [t["speed"]["product"]["name"] for t in by_precision.values() if t["speed"]["product"]]
     _, bundle, target = next(iter(split.report.views(model, cfg.rescale)))
     with torch.inference_mode():
-        closer = look_closer(model, methods, bundle, target, picks + [fastest_name] * bool(fastest_name), cfg)
+        closer = look_closer(
+            model, methods, bundle, target, picks + ([fastest_name] if fastest_name else []), cfg
+        )
     report_rows = rows["report"]
     return {
         "config": str(config_path),
