@@ -66,7 +66,7 @@ from nerfinternals.estimators import ESTIMATORS, RenderOptions
 from nerfinternals.internals import FCT_NAMES, linear_macs, num_probe_layers
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import LPIPS_BACKBONE, image_metrics
-from nerfinternals.models.inference import check_fine_samples, check_grid_resolution
+from nerfinternals.models.inference import check_fine_samples, check_grid_resolution, check_initial_samples
 from nerfinternals.precision import Precision, as_float32, check_precision, precision_scope
 from nerfinternals.utils import machine_name, synchronize, warmup_crop
 from nerfinternals.views import split_views
@@ -121,8 +121,10 @@ class SpeedQuality:
     """Torch device (default: cuda if available, else cpu)."""
     overwrite: bool = False
     """Replace earlier results in a non-empty output folder."""
-    grid_resolution: int = 64
-    """Cells per axis of the density grid (grid and hybrid samplers)."""
+    grid_resolution: tuple[int, ...] = (64,)
+    """Cells per axis of the density grid: grid and grid-all run at each, hybrid at the first."""
+    initial_samples: tuple[int, ...] = (0,)
+    """Uniform samples per ray the grid weighs (0: the replaced network's N): grid and grid-all run at each."""
     occgrid_resolution: int = 128
     """Resolution of NerfAcc's occupancy grid alternative (CUDA only; 0: leave it out; 128: NerfAcc's default)."""
     order_seed: int | None = None
@@ -164,7 +166,8 @@ def product_configs(model, cfg: SpeedQuality) -> list[tuple[str, dict]]:
         "in_box": False,
         "fine_samples": 0,
         "skip_empty": False,
-        "grid_resolution": cfg.grid_resolution,
+        "grid_resolution": cfg.grid_resolution[0],
+        "initial_samples": 0,
     }
     configs = []
 
@@ -210,17 +213,23 @@ def product_configs(model, cfg: SpeedQuality) -> list[tuple[str, dict]]:
     if "grid-all" in cfg.sampler and model.later_proposal_counts(0):  # elsewhere grid-all is grid
         grids.append("grid-all")
     for sampler in grids:
-        for k in cfg.fine_samples:
-            for skip in (False, True):
-                name = f"{sampler} {cfg.grid_resolution}^3{k_name(k)}" + (" skip" if skip else "")
-                options = {
-                    "sampler": sampler,
-                    "layer": 0,
-                    "fct": FCT_NAMES[0],
-                    "fine_samples": k,
-                    "skip_empty": skip,
-                }
-                configs.append((name, {**base, **options}))
+        for resolution in cfg.grid_resolution:
+            for n in cfg.initial_samples:
+                for k in cfg.fine_samples:
+                    for skip in (False, True):
+                        name = f"{sampler} {resolution}^3{f' n{n}' if n else ''}{k_name(k)}" + (
+                            " skip" if skip else ""
+                        )
+                        options = {
+                            "sampler": sampler,
+                            "layer": 0,
+                            "fct": FCT_NAMES[0],
+                            "fine_samples": k,
+                            "skip_empty": skip,
+                            "grid_resolution": resolution,
+                            "initial_samples": n,
+                        }
+                        configs.append((name, {**base, **options}))
     return configs
 
 
@@ -715,7 +724,12 @@ def run(cfg: SpeedQuality) -> dict:
     try:
         for k in cfg.fine_samples:
             check_fine_samples(k)
-        check_grid_resolution(cfg.grid_resolution)
+        if not cfg.grid_resolution or not cfg.initial_samples:
+            raise ValueError("--grid-resolution and --initial-samples need at least one value each")
+        for resolution in cfg.grid_resolution:
+            check_grid_resolution(resolution)
+        for n in cfg.initial_samples:
+            check_initial_samples(n)
     except ValueError as err:
         raise InputError(str(err)) from None
     out = Path(cfg.output_dir)

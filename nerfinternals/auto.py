@@ -28,6 +28,7 @@ from nerfinternals.common import mean_or_none, timed, write_json
 from nerfinternals.internals import FCT_NAMES, num_probe_layers
 from nerfinternals.loading import InputError, checkpoint_path, load_pipeline, read_config
 from nerfinternals.metrics import image_metrics
+from nerfinternals.models.inference import MAX_GRID_RESOLUTION
 from nerfinternals.precision import precision_scope
 from nerfinternals.utils import machine_name, warmup_crop
 from nerfinternals.views import split_views
@@ -44,9 +45,11 @@ CHOICE_FIELDS = (
     "probe_in_box",
     "fine_samples",
     "skip_empty",
+    "initial_samples",
+    "grid_resolution",
 )
-"""The inference-setting fields a choice sets (precision and the near plane are conditions of it; the grid's
-resolution and the empty threshold are the run's)."""
+"""The inference-setting fields a choice sets (precision and the near plane are conditions of it; the empty
+threshold is the run's)."""
 
 
 def fine_budgets(model) -> list[int]:
@@ -59,7 +62,7 @@ def fine_budgets(model) -> list[int]:
     return list(dict.fromkeys(k for k in budgets if k == 0 or k >= 2))
 
 
-def candidates(model) -> list[dict]:
+def candidates(model, grid_resolution: int = 64) -> list[dict]:
     """The configurations ``--auto`` tries (each a value of every :data:`CHOICE_FIELDS` field):
 
     - activation at the model's own budget: layers 0..2 x the three transforms, each as the paper runs it
@@ -67,9 +70,10 @@ def candidates(model) -> list[dict]:
       one; pixel upsampling);
     - activation at each smaller budget, and hybrid (activation samples, the grid's empty rays skipped)
       at every budget: layers 0..2 x the three transforms;
-    - the density grid at every budget, with and without skipping empty rays, in the box and not;
+    - the density grid at every budget, with and without skipping empty rays, in the box and not, at the
+      run's grid resolution R, on the replaced network's N uniform samples and (without the box) on N/4;
     - on nerfacto, the grid in place of every proposal stage (grid-all) at every budget, with and without
-      skipping empty rays;
+      skipping empty rays, on N and N/4 samples, at R and 2R (its grid holds the field's sharp density);
     - the stock sampler at every smaller budget, and with skipping at every budget.
     """
     layers = range(min(3, num_probe_layers(model.probe_mlp)))
@@ -85,7 +89,10 @@ def candidates(model) -> list[dict]:
         "probe_in_box": False,
         "fine_samples": 0,
         "skip_empty": False,
+        "initial_samples": 0,
+        "grid_resolution": grid_resolution,
     }
+    quarter = model.num_probe_samples // 4
     variants = [
         {},
         {"probe_samples": half},
@@ -108,9 +115,26 @@ def candidates(model) -> list[dict]:
         for skip in (False, True)
         for box in ((False, True) if boxed else (False,))
     ]
-    if model.later_proposal_counts(0):  # elsewhere grid-all is grid
+    if quarter >= 2:
         options += [
-            {"inference_sampler": "grid-all", "fine_samples": k, "skip_empty": skip}
+            {"inference_sampler": "grid", "fine_samples": k, "skip_empty": skip, "initial_samples": quarter}
+            for k in budgets
+            for skip in (False, True)
+        ]
+    if model.later_proposal_counts(0):  # elsewhere grid-all is grid
+        resolutions = dict.fromkeys(
+            min(r, MAX_GRID_RESOLUTION) for r in (grid_resolution, 2 * grid_resolution)
+        )
+        options += [
+            {
+                "inference_sampler": "grid-all",
+                "fine_samples": k,
+                "skip_empty": skip,
+                "initial_samples": n,
+                "grid_resolution": r,
+            }  # fmt: skip
+            for r in resolutions
+            for n in dict.fromkeys((0, quarter if quarter >= 2 else 0))
             for k in budgets
             for skip in (False, True)
         ]
@@ -126,8 +150,12 @@ def candidates(model) -> list[dict]:
 def label(settings: dict) -> str:
     """A short name of a configuration, e.g. ``l1 std_half n32 box``, ``grid k64 skip``."""
     sampler = settings["inference_sampler"]
-    if sampler in ("stock", "grid", "grid-all"):
+    if sampler == "stock":
         text = sampler
+    elif sampler in ("grid", "grid-all"):
+        text = f"{sampler} {settings.get('grid_resolution', 64)}^3"
+        if settings.get("initial_samples"):
+            text += f" n{settings['initial_samples']}"
     else:
         text = (
             "hybrid " if sampler == "hybrid" else ""
@@ -199,7 +227,8 @@ def choose(
         raise InputError(
             f"--auto needs selection views: the run's data has none ({config.pipeline.datamanager.data})"
         )
-    options = candidates(model)
+    current = model.inference_settings()
+    options = candidates(model, current["grid_resolution"])
     console.print(
         f"--auto: {len(options)} configurations and stock on {len(views)} selection view(s) "
         f"({split.rule}) of {views[0][1].shape[1]}x{views[0][1].shape[0]} px ({precision}, {model.device})"
@@ -217,7 +246,6 @@ def choose(
         return {"t": sum(times), "psnr": mean_or_none(psnrs)}
 
     start = time.perf_counter()
-    current = model.inference_settings()
     with torch.inference_mode():
         crop = warmup_crop(views[0][1])
         with precision_scope(precision, model.device):

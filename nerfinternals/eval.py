@@ -58,6 +58,7 @@ from nerfinternals.models.inference import (
     check_empty_threshold,
     check_fine_samples,
     check_grid_resolution,
+    check_initial_samples,
     check_sampler,
     render_kwargs,
 )
@@ -92,6 +93,8 @@ class ActivationDerivedDensity:
     """--skip-empty: accumulation below which a ray is empty (0: none is)."""
     grid_resolution: int = 64
     """Cells per axis of the density grid (grid, grid-all, hybrid)."""
+    initial_samples: int = 0
+    """Uniform samples per ray the grid weighs (grid, grid-all; 0: as many as the replaced network, nerfacto's 256, NeRF's 64): its look-ups scale with it, and the next stage draws its samples from them."""
     probe_samples: int = 0
     """Samples per ray the probe evaluates (0: as many as the replaced network); fewer are linearly interpolated along the ray onto the replaced network's samples."""
     in_box: bool = False
@@ -134,16 +137,19 @@ def experiment_name(
     fine_samples: int = 0,
     skip_empty: bool = False,
     grid_resolution: int = 64,
+    initial_samples: int = 0,
     **_: object,
 ) -> str:
     """The experiment's folder name: ``layer_LL_ups_U_fct_NAME`` for the activation sampler (``hybridR_``
-    before it for the hybrid), ``gridR`` / ``stock`` for the others, then the options."""
+    before it for the hybrid), ``gridR`` / ``grid-allR`` (``_nN`` with N initial samples) / ``stock`` for
+    the others, then the options."""
     if sampler in ("activation", "hybrid"):
         name = f"layer_{layer:02d}_ups_{int(upsample)}_fct_{fct}" + (f"_n{n_probe}" if n_probe else "")
         if sampler == "hybrid":
             name = f"hybrid{grid_resolution}_{name}"
     else:
         name = f"{sampler}{grid_resolution}" if sampler in ("grid", "grid-all") else "stock"
+        name += f"_n{initial_samples}" if initial_samples and sampler != "stock" else ""
     return (
         name
         + ("_box" if in_box and sampler != "stock" else "")
@@ -168,6 +174,7 @@ def experiment_kwargs(sampler: str, layer: int, fct: str, fine_samples: int, cfg
         "skip_empty": cfg.skip_empty,
         "empty_threshold": cfg.empty_threshold,
         "grid_resolution": cfg.grid_resolution,
+        "initial_samples": cfg.initial_samples if sampler in ("grid", "grid-all") else 0,
     }
 
 
@@ -193,6 +200,7 @@ def _check(cfg: ActivationDerivedDensity) -> list[str]:
         for k in cfg.fine_samples:
             check_fine_samples(k)
         check_grid_resolution(cfg.grid_resolution)
+        check_initial_samples(cfg.initial_samples)
         check_empty_threshold(cfg.empty_threshold)
     except ValueError as err:
         raise InputError(str(err)) from None

@@ -73,7 +73,9 @@ class InferenceOptions:
     empty_threshold: float = 1e-3
     """--skip-empty: accumulation below which a ray is empty (0: none is)."""
     grid_resolution: int = 64
-    """Cells per axis of the density grid (grid, hybrid)."""
+    """Cells per axis of the density grid (grid, grid-all, hybrid)."""
+    initial_samples: int = 0
+    """Uniform samples per ray the grid weighs (grid, grid-all; 0: as many as the replaced network)."""
     keep_near_plane: bool = False
     """Sample from the training near plane (nerfstudio resets it to 0 when not training); also for --inference-sampler stock."""
     precision: Literal["fp32", "tf32", "bf16", "fp16"] = "fp32"
@@ -102,6 +104,7 @@ class InferenceOptions:
             "skip_empty": self.skip_empty,
             "empty_threshold": self.empty_threshold,
             "grid_resolution": self.grid_resolution,
+            "initial_samples": self.initial_samples,
             "keep_near_plane": self.keep_near_plane,
             "precision": self.precision,
         }
@@ -152,8 +155,13 @@ def describe(settings: dict) -> str:
     sampler = settings["inference_sampler"]
     if sampler == "stock":
         text = "stock sampler"
-    elif sampler == "grid":
-        text = f"density grid sampler ({settings['grid_resolution']}^3)"
+    elif sampler in ("grid", "grid-all"):
+        text = (
+            f"{'density grid' if sampler == 'grid' else 'grid-all'} sampler ({settings['grid_resolution']}^3"
+        )
+        text += (
+            f", {settings['initial_samples']} initial samples)" if settings.get("initial_samples") else ")"
+        )
     else:
         text = f"{sampler} sampler: layer {settings['probe_layer']}, {settings['probe_fct']}"
         for key, label in (("probe_upsample", "upsample"), ("probe_gate", "gate")):

@@ -124,8 +124,8 @@ class InferencePanel:
             c.inference_sampler,
             options=list(SAMPLERS),
             hint="stock: the model's own sampling; activation: the first layers' activations place the "
-            "fine samples (the paper); grid: a density grid of the coarse network; hybrid: activations "
-            "place, the grid skips empty rays",
+            "fine samples (the paper); grid: a density grid of the coarse network; grid-all: nerfacto's "
+            "every proposal stage from a grid of the field; hybrid: activations place, the grid skips empty rays",
         )
         self._add(
             "probe_layer",
@@ -148,6 +148,13 @@ class InferencePanel:
             "Fine samples",
             c.fine_samples,
             hint="samples of the final pass per ray: 0 = the model's own, else at least 2",
+        )
+        self._add(
+            "initial_samples",
+            _Number,
+            "Initial samples",
+            c.initial_samples,
+            hint="grid and grid-all: uniform samples per ray the grid weighs (0 = the replaced network's)",
         )
         self._add(
             "skip_empty",

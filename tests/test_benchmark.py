@@ -203,6 +203,10 @@ def test_benchmark_writes_every_method(tiny_nerf, tmp_path, monkeypatch):
     for bad, message in (
         (["--fine-samples", "1"], "error: --fine-samples must be 0"),
         (["--grid-resolution", "1"], "error: --grid-resolution must be at least 2"),
+        (
+            ["--initial-samples", "1"],
+            "error: --initial-samples must be 0 (the replaced network's count) or at least 2",
+        ),
         (["--sampler", "occupancy"], "error: "),
         (["--selection-repeats", "0"], "error: --selection-repeats must be at least 1, got 0"),
         (["--selection-images", "0"], "error: --selection-images must be at least 1, got 0"),
@@ -437,7 +441,12 @@ def test_multiply_adds_match_the_linear_layers_actually_run(tiny_nerf, monkeypat
     monkeypatch.setenv("TORCH_HOME", str(home))
     model = load_pipeline(config, device="cpu")[1].model
     cfg = speed_quality.SpeedQuality(
-        load_config=(config,), layer=(1,), fct=(1,), fine_samples=(0, 4), grid_resolution=8
+        load_config=(config,),
+        layer=(1,),
+        fct=(1,),
+        fine_samples=(0, 4),
+        grid_resolution=(8,),
+        initial_samples=(0, 4),
     )
     methods, _, _ = speed_quality.methods_for(model, cfg)
     bundle = camera_bundle()

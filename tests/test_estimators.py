@@ -99,25 +99,42 @@ def _grid_density_fn(model, grid):
     return density
 
 
-@pytest.mark.parametrize("kind", ["nerfacto", "nerfacto-stock", "nerfacto-bounded"])
-def test_grid_all_is_nerfstudios_proposal_sampler_with_the_grid_for_every_proposal_network(kind):
+@pytest.mark.parametrize(
+    "kind, initial_samples",
+    [
+        ("nerfacto", 0),
+        ("nerfacto-stock", 0),
+        ("nerfacto-bounded", 0),
+        ("nerfacto", 6),
+        ("nerfacto-bounded", 5),
+    ],
+)
+def test_grid_all_is_nerfstudios_proposal_sampler_with_the_grid_for_every_proposal_network(
+    kind, initial_samples
+):
     """Stock nerfacto, its proposal networks' density functions replaced by the grid's look-up: the same
-    render, and no proposal network runs."""
+    render, and no proposal network runs; with ``initial_samples`` N, the same as stock nerfacto built with
+    N initial proposal samples."""
     ours_model, bundle = build_model(kind), camera_bundle()
     calls = []
     for net in ours_model.proposal_networks:
         net.register_forward_hook(lambda *_: calls.append(1))
-    ours, _ = ours_model.render_sampled(bundle, "grid-all", grid_resolution=8)
+    ours, _ = ours_model.render_sampled(
+        bundle, "grid-all", grid_resolution=8, initial_samples=initial_samples
+    )
     assert not calls
     grid = ours_model.density_grid(8, "field")
     c = ours_model.config
+    stock_counts = dict(_NERFACTO)
+    if initial_samples:
+        stock_counts["num_proposal_samples_per_ray"] = (initial_samples, *c.num_proposal_samples_per_ray[1:])
     stock = _stock_field_model(
         NerfactoModelConfig(
             implementation="torch",
             disable_scene_contraction=c.disable_scene_contraction,
             near_plane=c.near_plane,
             far_plane=c.far_plane,
-            **{k: v for k, v in _NERFACTO.items() if k != "proposal_mlp_layer_width"},
+            **{k: v for k, v in stock_counts.items() if k != "proposal_mlp_layer_width"},
         ),
         ours_model,
     )
@@ -169,3 +186,53 @@ def test_grid_all_renders_in_ndc(models):
     stock, _ = model.render_sampled(bundle, "stock", fine_samples=4)
     assert out["rgb"].shape == stock["rgb"].shape and torch.isfinite(out["rgb"]).all()
     assert model.later_proposal_counts(4) == [4]
+
+
+# ---- initial samples ---------------------------------------------------------------------------------
+def test_grid_on_fewer_initial_samples_is_nerfstudios_nerf_built_with_that_many_coarse_samples():
+    """NeRF with the grid on N uniform samples: nerfstudio's uniform sampler and PDF sampler (originals
+    kept) as a NeRF built with N coarse samples uses them, the coarse network's density looked up in the
+    grid."""
+    from nerfstudio.field_components.field_heads import FieldHeadNames
+    from nerfstudio.model_components.ray_samplers import PDFSampler, UniformSampler
+
+    model, bundle = build_model("nerf"), camera_bundle()
+    ours, _ = model.render_sampled(bundle, "grid", grid_resolution=8, initial_samples=5)
+    grid = model.density_grid(8)
+    rays = bundle.flatten()
+    model._apply_near_plane()
+    rays = model.collider(rays)
+    uniform = UniformSampler(num_samples=5).eval()(rays)
+    unit, inside = model.grid_coordinates(uniform.frustums.get_positions())
+    weights = uniform.get_weights((grid.density(unit) * inside)[..., None])
+    total = weights.sum(dim=-2, keepdim=True)  # each ray's weights to sum 1 (uniform where all are 0)
+    weights = torch.where(total > 0, weights / total.clamp_min(1e-30), torch.full_like(weights, 1 / 5))
+    fine_samples = PDFSampler(num_samples=model.config.num_importance_samples, include_original=True).eval()(
+        rays, uniform, weights
+    )
+    with torch.no_grad():
+        out = model.field_fine.forward(fine_samples)
+    fine_weights = fine_samples.get_weights(out[FieldHeadNames.DENSITY])
+    expected = model.renderer_rgb(rgb=out[FieldHeadNames.RGB], weights=fine_weights)
+    assert fine_samples.shape[-1] == 5 + model.config.num_importance_samples + 1
+    assert model.fine_stages(0, initial_samples=5) == [
+        (model.field_fine, fine_samples.shape[-1])
+    ]  # the cost's
+    assert torch.allclose(ours["rgb"].reshape(-1, 3), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("sampler", ["activation", "hybrid", "stock"])
+def test_initial_samples_are_refused_where_they_do_not_apply(models, sampler):
+    with pytest.raises(ValueError, match=f"--initial-samples applies to grid and grid-all, not to {sampler}"):
+        models("nerf").render_sampled(camera_bundle(), sampler, initial_samples=4)
+
+
+def test_initial_samples_in_the_inference_setting_apply_to_the_grid_samplers_only(models):
+    from nerfinternals.models.inference import render_kwargs
+
+    model = models("nerfacto")
+    settings = {**model.inference_settings(), "initial_samples": 6}
+    assert render_kwargs({**settings, "inference_sampler": "grid-all"})["initial_samples"] == 6
+    assert render_kwargs({**settings, "inference_sampler": "activation"})["initial_samples"] == 0
+    with pytest.raises(ValueError, match="--initial-samples must be 0 .* or at least 2, got 1"):
+        model.set_inference(initial_samples=1)

@@ -485,7 +485,9 @@ def test_ns_train_llff_with_and_without_ndc_then_eval(scene, tmp_path, monkeypat
 
     every = auto.candidates
     monkeypatch.setattr(
-        auto, "candidates", lambda model: list({c["inference_sampler"]: c for c in every(model)}.values())
+        auto,
+        "candidates",
+        lambda model, r=64: list({c["inference_sampler"]: c for c in every(model, r)}.values()),
     )
     monkeypatch.setenv("TORCH_HOME", str(home))
     summary = evaluate(

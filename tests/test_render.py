@@ -344,8 +344,8 @@ def _few_candidates(monkeypatch) -> None:
 
     every = auto.candidates
 
-    def few(model):
-        options = every(model)
+    def few(model, grid_resolution=64):
+        options = every(model, grid_resolution)
         picked = {}
         for c in options:  # the first of each sampler, and the first with each budget and skipping
             picked.setdefault((c["inference_sampler"], c["fine_samples"] > 0, c["skip_empty"]), c)
@@ -484,9 +484,15 @@ def test_auto_candidates_cover_samplers_budgets_and_options(models):
     }
     assert {c["fine_samples"] for c in by_sampler["activation"]} == {0, 8, 6, 4, 2}
     assert all(c["skip_empty"] for c in by_sampler["hybrid"]) and len(by_sampler["hybrid"]) == 5 * 9
-    assert {(c["fine_samples"], c["skip_empty"], c["probe_in_box"]) for c in by_sampler["grid"]} == {
-        (k, skip, box) for k in (0, 8, 6, 4, 2) for skip in (False, True) for box in (False, True)
+    assert {
+        (c["fine_samples"], c["skip_empty"], c["probe_in_box"], c["initial_samples"])
+        for c in by_sampler["grid"]
+    } == {(k, skip, box, 0) for k in (0, 8, 6, 4, 2) for skip in (False, True) for box in (False, True)} | {
+        (k, skip, False, 2)
+        for k in (0, 8, 6, 4, 2)
+        for skip in (False, True)  # N/4 of the 8 coarse samples
     }
+    assert {c["grid_resolution"] for c in nerf} == {64}  # the run's
     # stock at its own budget without skipping is the reference, not a candidate
     assert not [c for c in by_sampler["stock"] if not c["fine_samples"] and not c["skip_empty"]]
     assert len(by_sampler["stock"]) == 2 * 5 - 1
@@ -496,7 +502,10 @@ def test_auto_candidates_cover_samplers_budgets_and_options(models):
     # grid-all only where it differs from grid (nerfacto's later proposal stages), at every budget
     assert not [c for c in nerf if c["inference_sampler"] == "grid-all"]
     grid_all = [c for c in nerfacto if c["inference_sampler"] == "grid-all"]
-    assert {(c["fine_samples"], c["skip_empty"]) for c in grid_all} == {
-        (k, skip) for k in (0, 6, 4, 2) for skip in (False, True)
-    }
-    assert "grid-all k4 skip" in {label(c) for c in grid_all}
+    assert {
+        (c["fine_samples"], c["skip_empty"], c["initial_samples"], c["grid_resolution"]) for c in grid_all
+    } == {
+        (k, skip, n, r) for k in (0, 6, 4, 2) for skip in (False, True) for n in (0, 4) for r in (64, 128)
+    }  # N/4 of the 16 initial samples; the run's resolution and twice it
+    assert "grid-all 128^3 n4 k4 skip" in {label(c) for c in grid_all}
+    assert {c["grid_resolution"] for c in candidates(models("nerfacto"), 32)} == {32, 64}

@@ -182,6 +182,7 @@ def test_eval_rescale_probe_options_and_precision(trained, wide, offline_home, m
         "skip_empty": False,
         "empty_threshold": 1e-3,
         "grid_resolution": 64,
+        "initial_samples": 0,
     }
     root = config.parent / "half" / "000"
     with Image.open(root / name / "ours.png") as img:

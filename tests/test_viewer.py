@@ -28,6 +28,7 @@ CONTROLS = {
     "Probed layer": "probe_layer",
     "Transform": "probe_fct",
     "Fine samples": "fine_samples",
+    "Initial samples": "initial_samples",
     "Skip empty rays": "skip_empty",
     "Upsample probe": "probe_upsample",
     "Gate pixels": "probe_gate",
@@ -97,6 +98,7 @@ VALID = {
     "probe_layer": 0,
     "probe_fct": "std",
     "fine_samples": 16,
+    "initial_samples": 32,
     "skip_empty": True,
     "probe_upsample": True,
     "probe_gate": True,
@@ -119,6 +121,7 @@ INVALID = [
     ("Probed layer", 99),  # out of range (the sampler is "activation")
     ("Fine samples", 1),
     ("Fine samples", -4),
+    ("Initial samples", 1),
     ("Precision", "tf32"),  # CUDA only; the tests run on the CPU
     ("Sampler", "coarse"),
     ("Transform", "mean"),

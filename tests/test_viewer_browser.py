@@ -47,7 +47,8 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
-CONTROLS = ["Sampler", "Probed layer", "Transform", "Fine samples", "Skip empty rays", "Upsample probe"]
+CONTROLS = ["Sampler", "Probed layer", "Transform", "Fine samples", "Initial samples", "Skip empty rays"]
+CONTROLS += ["Upsample probe"]
 CONTROLS += ["Gate pixels", "Precision", "Status", "Last frame", "Rendered with"]
 FRAME = re.compile(r"^\d+ ms, (\d+)x(\d+) px$")
 

@@ -56,6 +56,10 @@ class RenderOptions:
     empty_threshold: float = 1e-3
     grid_resolution: int = 64
     """Cells per axis of the density grid (grid, grid-all, hybrid)."""
+    initial_samples: int = 0
+    """N, the uniform samples per ray the estimate weighs (0: the replaced network's own count, nerfacto's
+    256 say); grid and grid-all only, whose look-ups scale with N. The next stage draws its samples from
+    them as it would from the replaced network's (NeRF's fine pass keeps them as its originals)."""
 
 
 class Estimator:
@@ -75,6 +79,8 @@ class Estimator:
     """``in_box`` applies: uniform samples on the ray's segment inside the scene box."""
     probes: ClassVar[bool] = False
     """Runs the activation probe (``layer``, ``fct``, ``upsample`` and ``gate`` apply)."""
+    any_initial_samples: ClassVar[bool] = False
+    """``initial_samples`` applies: the estimate weighs any number of uniform samples per ray."""
 
     def __init__(self, model, options: RenderOptions) -> None:
         self.model = model
@@ -84,6 +90,11 @@ class Estimator:
         from the returned weights directly."""
         self.outputs: dict[str, Tensor] = {}
         """Per-image outputs of the estimate (flattened (H * W, C)), e.g. the gate's activation map."""
+
+    @property
+    def num_samples(self) -> int:
+        """N, the uniform samples per ray the estimate weighs."""
+        return self.options.initial_samples or self.model.num_probe_samples
 
     @classmethod
     def check(cls, model, options: RenderOptions) -> None:

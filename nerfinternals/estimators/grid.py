@@ -10,6 +10,7 @@ class GridEstimator(Estimator):
     first use per loaded model, looked up trilinearly on the uniform samples."""
 
     name = "grid"
+    any_initial_samples = True
 
     @classmethod
     def grid_source(cls, model, options):

@@ -30,7 +30,7 @@ def render(
     model._apply_near_plane()
     height, width = camera_ray_bundle.shape
     device = camera_ray_bundle.origins.device
-    n = model.num_probe_samples
+    n = estimator.num_samples
     in_box = o.in_box and estimator.uses_box and model.probe_box() is not None
     timer = StageTimer(model.device, enabled=stage_times)
     mask = index = None

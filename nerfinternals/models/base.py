@@ -113,17 +113,19 @@ class ActivationRenderingMixin:
         raise NotImplementedError
 
     def fine_stages(
-        self, fine_samples: int = 0, proposal_stages: bool = True
+        self, fine_samples: int = 0, proposal_stages: bool = True, initial_samples: int = 0
     ) -> list[tuple[torch.nn.Module, int]]:
         """(network, samples per ray) of every pass after the replaced network, with ``fine_samples`` (0:
-        stock); ``proposal_stages`` False: the final field only (grid-all)."""
+        stock); ``proposal_stages`` False: the final field only (grid-all); ``initial_samples``: N uniform
+        samples instead of the replaced network's (NeRF's stock fine pass keeps them)."""
         raise NotImplementedError
 
-    def fine_macs_per_ray(self, fine_samples: int = 0, proposal_stages: bool = True) -> int:
+    def fine_macs_per_ray(
+        self, fine_samples: int = 0, proposal_stages: bool = True, initial_samples: int = 0
+    ) -> int:
         """Multiply-adds per ray of everything after the replaced network (see :meth:`fine_stages`)."""
-        return sum(
-            k * internals.linear_macs(net) for net, k in self.fine_stages(fine_samples, proposal_stages)
-        )
+        stages = self.fine_stages(fine_samples, proposal_stages, initial_samples)
+        return sum(k * internals.linear_macs(net) for net, k in stages)
 
     def skipped_macs_per_ray(self) -> int:
         """Multiply-adds per ray of the network that activation-informed rendering replaces."""
@@ -158,6 +160,7 @@ class ActivationRenderingMixin:
             )
         inference.check_fine_samples(settings["fine_samples"])
         inference.check_grid_resolution(settings["grid_resolution"])
+        inference.check_initial_samples(settings["initial_samples"])
         inference.check_empty_threshold(settings["empty_threshold"])
         check_precision(settings["precision"], self.device)
 
@@ -337,6 +340,9 @@ class ActivationRenderingMixin:
         cls = ESTIMATORS[options.sampler]
         if not cls.probes:  # the probe's options do not apply
             options = dataclasses.replace(options, upsample=False, gate=False)
+        if options.initial_samples and not cls.any_initial_samples:
+            raise ValueError(f"--initial-samples applies to grid and grid-all, not to {options.sampler}")
+        inference.check_initial_samples(options.initial_samples)
         cls.check(self, options)
         return cls(self, options)
 

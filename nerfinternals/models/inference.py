@@ -53,7 +53,10 @@ class ActivationInferenceConfig:
     empty_threshold: float = 1e-3
     """skip_empty: a ray with accumulation below this is empty (0: no ray is skipped)."""
     grid_resolution: int = 64
-    """Cells per axis of the density grid (grid and hybrid samplers), filled once per loaded model."""
+    """Cells per axis of the density grid (grid, grid-all and hybrid samplers), filled once per loaded model."""
+    initial_samples: int = 0
+    """Uniform samples per ray the grid weighs (grid and grid-all samplers; 0: as many as the replaced
+    network, nerfacto's 256 say): its look-ups scale with it, and the next stage draws from them."""
     precision: Literal["fp32", "tf32", "bf16", "fp16"] = "fp32"
     """Arithmetic of whole-camera renders (nerfinternals.precision); fp32 is exact."""
 
@@ -86,6 +89,11 @@ def check_grid_resolution(resolution: int) -> None:
         )
 
 
+def check_initial_samples(n: int) -> None:
+    if n < 0 or n == 1:
+        raise ValueError(f"--initial-samples must be 0 (the replaced network's count) or at least 2, got {n}")
+
+
 def check_empty_threshold(threshold: float) -> None:
     if not threshold >= 0:
         raise ValueError(f"--empty-threshold must be at least 0, got {threshold}")
@@ -105,4 +113,8 @@ def render_kwargs(settings: dict) -> dict:
         "skip_empty": settings["skip_empty"],
         "empty_threshold": settings["empty_threshold"],
         "grid_resolution": settings["grid_resolution"],
+        # the grid samplers' only: the others weigh the replaced network's own samples
+        "initial_samples": settings["initial_samples"]
+        if ESTIMATORS[settings["inference_sampler"]].any_initial_samples
+        else 0,
     }

@@ -97,13 +97,14 @@ class _NeRFFamily(ActivationRenderingMixin):
     def probe_mlp(self) -> MLP:
         return self.replaced_network.mlp_base
 
-    def fine_stages(self, fine_samples: int = 0, proposal_stages: bool = True) -> list[tuple[NeRFField, int]]:
+    def fine_stages(
+        self, fine_samples: int = 0, proposal_stages: bool = True, initial_samples: int = 0
+    ) -> list[tuple[NeRFField, int]]:
         c = self.config
         # NeRF's stock PDFSampler(include_original=True) merges the N + 1 uniform bin edges with I + 1 new
         # ones: N + I + 1 samples (193 for 64 + 128); Mip-NeRF's has I
-        stock = c.num_importance_samples + (
-            c.num_coarse_samples + 1 if self.sampler_pdf.include_original else 0
-        )
+        n = initial_samples or c.num_coarse_samples
+        stock = c.num_importance_samples + (n + 1 if self.sampler_pdf.include_original else 0)
         return [(self.fine_field, fine_samples or stock)]
 
     def probe_samples(self, ray_bundle: RayBundle, num_samples: int) -> RaySamples:

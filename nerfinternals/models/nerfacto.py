@@ -167,7 +167,7 @@ class ActivationNerfactoModel(ActivationRenderingMixin, NerfactoModel):
         return (self.field.average_init_density * trunc_exp(raw) * inside).reshape(-1)
 
     def fine_stages(
-        self, fine_samples: int = 0, proposal_stages: bool = True
+        self, fine_samples: int = 0, proposal_stages: bool = True, initial_samples: int = 0
     ) -> list[tuple[torch.nn.Module, int]]:
         later, field_samples = self.fine_counts(fine_samples)
         later = later if proposal_stages else []
