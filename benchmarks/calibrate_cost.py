@@ -3,8 +3,11 @@
 
 Each operation of :mod:`nerfinternals.cost` is timed in isolation at the sizes the models use (median of
 ``--repeats`` after a warm-up, inference mode, fp32): Linear layers of every size of the shipped and paper
-models, a torch hash grid (8 levels x 2 features), positional and integrated positional encodings, density
-grid look-ups, compositing of weights along rays and inverse-transform sampling. The constants are written
+models, a torch hash grid (8 levels x 2 features), positional and integrated positional encodings, scene
+contraction, density grid look-ups at several resolutions, compositing of weights along rays and
+inverse-transform sampling, each on as many samples as a render evaluates per call (:data:`ROWS`: a chunk
+of rays times their samples; narrow layers and large grids cost several times more per unit there than
+on a small batch that stays in the caches). The constants are written
 to ``--output`` (JSON with the machine's name) and, with ``--install``, to
 ``nerfinternals/cost_constants.py`` (the default the package uses).
 
@@ -24,6 +27,7 @@ from pathlib import Path
 import torch
 from nerfstudio.cameras.rays import Frustums, RayBundle, RaySamples
 from nerfstudio.field_components.encodings import HashEncoding, NeRFEncoding
+from nerfstudio.field_components.spatial_distortions import SceneContraction
 from nerfstudio.model_components.ray_samplers import PDFSampler
 from nerfstudio.model_components.renderers import RGBRenderer
 from rich.console import Console
@@ -33,8 +37,11 @@ from nerfinternals.grid import DensityGrid
 from nerfinternals.utils import machine_name
 
 CONSOLE = Console(width=120)
-ROWS = 1 << 15
-"""Samples per timed call: a chunk of rays times their samples, as the renders evaluate them."""
+ROWS = 1 << 18
+"""Samples per timed call: a chunk of rays times their samples, as the renders evaluate them (the shared
+lego NeRF: 4096 rays x 64 coarse samples; the real-capture nerfacto runs: 2500 x 96 to 2500 x 256)."""
+GRID_RESOLUTIONS = (32, 64, 128, 256)
+"""Density grid resolutions timed; the model interpolates between them in log resolution."""
 LAYER_SIZES = (
     (16, 16),
     (16, 32),
@@ -74,6 +81,16 @@ def _median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _along_rays(rays: int, per_ray: int) -> torch.Tensor:
+    """(rays * per_ray, 3) points in the unit cube, ``per_ray`` consecutive ones along each random ray, as
+    a render looks its samples up (neighbours in memory are neighbours in space: caches help, as they do
+    there; uniformly random points would miss them far more often)."""
+    origins = torch.rand(rays, 1, 3)
+    directions = torch.nn.functional.normalize(torch.randn(rays, 1, 3), dim=-1)
+    t = torch.linspace(-0.5, 0.5, per_ray)[None, :, None]
+    return (origins + t * directions).clamp(0.0, 1.0).reshape(-1, 3)
+
+
 def _samples(rays: int, per_ray: int) -> RaySamples:
     bins = torch.linspace(2.0, 6.0, per_ray + 1)
     starts = bins[:-1].expand(rays, per_ray)[..., None]
@@ -103,7 +120,7 @@ def calibrate(repeats: int = 7) -> dict:
         layer, x = torch.nn.Linear(n_in, n_out), torch.randn(ROWS, n_in)
         t = _median_seconds(lambda layer=layer, x=x: torch.relu(layer(x)), repeats)
         constants["mac"][str(n_in * n_out)] = t / (ROWS * n_in * n_out)
-    points = torch.rand(ROWS, 3)
+    points = _along_rays(ROWS // 64, 64)
     hash_grid = HashEncoding(num_levels=8, features_per_level=2, log2_hashmap_size=17, implementation="torch")
     constants["hash"] = _median_seconds(lambda: hash_grid(points), repeats) / (ROWS * 8 * 8 * 2)
     encoding = NeRFEncoding(3, 10, 0.0, 8.0, include_input=True)
@@ -113,8 +130,15 @@ def calibrate(repeats: int = 7) -> dict:
     constants["ipe"] = _median_seconds(lambda: integrated(points, covs=covs), repeats) / (
         ROWS * integrated.get_out_dim()
     )
-    grid = DensityGrid(lambda unit: unit.sum(dim=-1), 64, torch.device("cpu"))
-    constants["grid"] = _median_seconds(lambda: grid.density(points), repeats) / ROWS
+    contraction = SceneContraction(order=float("inf"))  # nerfacto's; positions inside and outside the ball
+    spread = (points - 0.5) * 8
+    constants["contract"] = _median_seconds(lambda: contraction(spread), repeats) / ROWS
+    constants["grid"] = {}
+    for resolution in GRID_RESOLUTIONS:
+        grid = DensityGrid(lambda unit: unit.sum(dim=-1), resolution, torch.device("cpu"))
+        seconds = _median_seconds(lambda grid=grid: grid.density(points), repeats)
+        constants["grid"][str(resolution)] = seconds / ROWS
+        del grid
     rays, per_ray = ROWS // 64, 64
     samples = _samples(rays, per_ray)
     density, rgb = torch.rand(rays, per_ray, 1), torch.rand(rays, per_ray, 3)
@@ -161,6 +185,9 @@ def main(cfg: CalibrateCost) -> None:
         if key == "mac":
             for size, c in value.items():
                 CONSOLE.print(f"mac (layer in x out = {size:>6}): {c * 1e12:8.2f} ps / multiply-add")
+        elif key == "grid":
+            for resolution, c in value.items():
+                CONSOLE.print(f"grid look-up ({resolution:>3}^3): {c * 1e9:8.3f} ns")
         else:
             CONSOLE.print(f"{key:<9}: {value * 1e9:8.3f} ns / unit")
     CONSOLE.print(f"-> {cfg.output}")

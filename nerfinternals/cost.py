@@ -31,6 +31,7 @@ def macs_per_ray(
     probed_fraction: float = 1.0,
     sampler: str | None = None,
     fine_samples: int = 0,
+    initial_samples: int = 0,
 ) -> float:
     """Multiply-adds of the MLPs per ray, for ``sampler`` (default: "stock" when ``layer`` is None,
     else "activation").
@@ -40,7 +41,7 @@ def macs_per_ray(
     replaced network on N samples (stock), nothing (grid: its fill is a one-time cost), or the probe
     through layers 0..l on ``num_samples`` (default N) samples of each pixel (with ``upsample`` on a
     quarter of the pixels with half the samples). Encodings, hash look-ups and compositing are not
-    counted.
+    counted; ``initial_samples`` (grid, grid-all) changes only the fine pass (NeRF keeps the originals).
     """
     sampler = sampler or ("stock" if layer is None else "activation")
     if sampler == "stock":
@@ -50,7 +51,7 @@ def macs_per_ray(
     else:
         n = num_samples or model.num_probe_samples
         estimate = internals.probe_macs(model.probe_mlp, layer) * (internals.half(n) / 4 if upsample else n)
-    fine = model.fine_macs_per_ray(fine_samples, proposal_stages=sampler != "grid-all")
+    fine = model.fine_macs_per_ray(fine_samples, sampler != "grid-all", initial_samples)
     return float(estimate * probed_fraction + fine * rendered_fraction)
 
 
@@ -70,20 +71,25 @@ def render_macs_per_ray(model, kwargs: dict, rendered_fraction: float) -> float:
         probed_fraction=probed,
         sampler=kwargs["sampler"],
         fine_samples=kwargs["fine_samples"],
+        initial_samples=kwargs.get("initial_samples", 0),
     )
 
 
 # ---- the cost model: predicted time, not only multiply-adds ------------------------------------------
 # Besides the MLPs' multiply-adds a render spends time on hash-grid look-ups (nerfacto's field and stock
-# proposal networks), positional encodings (integrated ones for Mip-NeRF), density-grid look-ups, the
-# compositing of weights along each ray and inverse-transform sampling. The model counts each operation
-# per ray and weighs it with a per-operation time measured once per machine on synthetic inputs
-# (``python -m benchmarks.calibrate_cost``), never on the run it predicts.
+# proposal networks), positional encodings (integrated ones for Mip-NeRF), scene contraction, density-grid
+# look-ups, the compositing of weights along each ray and inverse-transform sampling. The model counts each
+# operation per ray and weighs it with a per-operation time measured once per machine on synthetic inputs
+# of the sizes renders use (``python -m benchmarks.calibrate_cost``), never on the run it predicts.
 
-OPERATIONS = ("hash", "encode", "ipe", "grid", "composite", "draw")
+OPERATIONS = ("hash", "encode", "ipe", "contract", "grid", "composite", "draw")
 """Operations besides the multiply-adds (keyed ("mac", in x out) by layer size): hash-grid corner x feature
-look-ups, positional-encoding output values, integrated-encoding output values, density-grid trilinear
-look-ups, samples whose weights are composited, samples drawn by inverse-transform sampling."""
+look-ups, positional-encoding output values, integrated-encoding output values, positions mapped by scene
+contraction, density-grid trilinear look-ups (keyed ("grid", resolution): a large grid misses the caches),
+samples whose weights are composited, samples drawn by inverse-transform sampling."""
+
+TABLES = ("mac", "grid")
+"""Operations whose constant is a table by size (layer in x out, grid resolution), interpolated in log size."""
 
 
 def network_operations(network: torch.nn.Module, samples: float) -> Counter:
@@ -91,6 +97,8 @@ def network_operations(network: torch.nn.Module, samples: float) -> Counter:
     in it (a Mip-NeRF field's position encoding integrated)."""
     ops = _linear_operations([m for m in network.modules() if isinstance(m, torch.nn.Linear)], samples)
     ops.update(encoding_operations(network, samples))
+    if getattr(network, "spatial_distortion", None) is not None:
+        ops["contract"] += samples
     direction = getattr(network, "direction_encoding", None)
     if isinstance(direction, NeRFEncoding | SHEncoding):
         ops["encode"] += samples * direction.get_out_dim()
@@ -133,6 +141,8 @@ def render_operations(model, kwargs: dict, rendered_fraction: float = 1.0) -> Co
     ``rendered_fraction`` of the pixels; the estimate is counted on the pixels :func:`render_macs_per_ray`
     counts it on."""
     sampler, n = kwargs["sampler"], model.num_probe_samples
+    initial = kwargs.get("initial_samples", 0) if sampler in ("grid", "grid-all") else 0
+    n = initial or n
     probed = rendered_fraction
     if kwargs["gate"] or kwargs["upsample"] or (kwargs["skip_empty"] and sampler != "hybrid"):
         probed = 1.0
@@ -141,7 +151,8 @@ def render_operations(model, kwargs: dict, rendered_fraction: float = 1.0) -> Co
     if sampler == "stock":
         estimate.update(network_operations(model.replaced_network, n))
     elif sampler in ("grid", "grid-all"):
-        estimate.update(grid=n + sum(later), composite=sum(later), draw=sum(later))
+        estimate.update(_grid_operations(model, kwargs, n + sum(later)))
+        estimate.update(composite=sum(later), draw=sum(later))
     else:
         m = kwargs["n_probe"] or n
         estimate.update(
@@ -149,14 +160,24 @@ def render_operations(model, kwargs: dict, rendered_fraction: float = 1.0) -> Co
         )
         if sampler == "hybrid" and kwargs["skip_empty"]:  # the grid decides on every ray, before the probe
             estimate = _scaled(estimate, rendered_fraction / max(probed, 1e-12))
-            estimate.update(_scaled(Counter(grid=n, composite=n), 1.0 / max(probed, 1e-12)))
+            estimate.update(_scaled(_grid_operations(model, kwargs, n), 1.0 / max(probed, 1e-12)))
+            estimate.update(composite=n / max(probed, 1e-12))
     fine: Counter = Counter()
-    for net, k in model.fine_stages(kwargs["fine_samples"], proposal_stages=sampler != "grid-all"):
+    for net, k in model.fine_stages(kwargs["fine_samples"], sampler != "grid-all", initial):
         fine.update(network_operations(net, k))
         fine.update(composite=k, draw=k)
     total = _scaled(estimate, probed)
     total.update(_scaled(fine, rendered_fraction))
     return total
+
+
+def _grid_operations(model, kwargs: dict, lookups: float) -> Counter:
+    """``lookups`` density-grid look-ups: trilinear reads of a ``grid_resolution``^3 grid, and the positions'
+    contraction where the grid lives in contracted space."""
+    ops = Counter({("grid", kwargs.get("grid_resolution", 64)): lookups})
+    if getattr(model.replaced_network, "spatial_distortion", None) is not None:
+        ops["contract"] += lookups
+    return ops
 
 
 def _scaled(ops: Counter, factor: float) -> Counter:
@@ -166,30 +187,42 @@ def _scaled(ops: Counter, factor: float) -> Counter:
 def stock_kwargs() -> dict:
     """``render_sampled`` keyword arguments of the stock pipeline (stock sampler, the model's budget)."""
     return dict(
-        sampler="stock", layer=0, upsample=False, gate=False, n_probe=None, skip_empty=False, fine_samples=0
+        sampler="stock",
+        layer=0,
+        upsample=False,
+        gate=False,
+        n_probe=None,
+        skip_empty=False,
+        fine_samples=0,
+        initial_samples=0,
     )
 
 
 def seconds(ops: Counter, constants: dict) -> float:
-    """Predicted seconds of ``ops`` with per-operation ``constants`` (seconds per unit; "mac" a table of
-    seconds per multiply-add by layer size in x out, interpolated in log size)."""
-    sizes = sorted((int(size), float(c)) for size, c in constants["mac"].items())
-    logs = [math.log(s) for s, _ in sizes]
+    """Predicted seconds of ``ops`` with per-operation ``constants`` (seconds per unit; the :data:`TABLES`
+    by size, interpolated in log size: a multiply-add by layer in x out, a grid look-up by resolution)."""
     total = 0.0
     for key, count in ops.items():
-        if isinstance(key, tuple):  # ("mac", layer size)
-            x = min(max(math.log(key[1]), logs[0]), logs[-1])
-            i = max(1, bisect.bisect_left(logs, x)) if len(logs) > 1 else 0
-            if len(logs) == 1:
-                per = sizes[0][1]
-            else:
-                lo, hi = logs[i - 1], logs[i]
-                f = (x - lo) / (hi - lo)
-                per = sizes[i - 1][1] * (1 - f) + sizes[i][1] * f
-            total += count * per
+        if isinstance(key, tuple):  # (operation, size)
+            total += count * _interpolated(constants[key[0]], key[1])
         else:
             total += count * constants[key]
     return total
+
+
+def _interpolated(table: dict | float, size: float) -> float:
+    """A table's seconds per unit at ``size`` (linear in log size, clamped at its ends); a plain number
+    is the same at every size."""
+    if not isinstance(table, dict):
+        return float(table)
+    sizes = sorted((int(s), float(c)) for s, c in table.items())
+    logs = [math.log(s) for s, _ in sizes]
+    if len(sizes) == 1:
+        return sizes[0][1]
+    x = min(max(math.log(size), logs[0]), logs[-1])
+    i = max(1, bisect.bisect_left(logs, x))
+    f = (x - logs[i - 1]) / (logs[i] - logs[i - 1])
+    return sizes[i - 1][1] * (1 - f) + sizes[i][1] * f
 
 
 def predicted_time_ratio(
@@ -205,11 +238,18 @@ def load_constants(path: Path | None = None) -> dict:
     """The per-operation constants: ``path``, else $NERFINTERNALS_COST_CONSTANTS, else the ones measured on
     the project's reference CPU (:data:`nerfinternals.cost_constants.CONSTANTS`)."""
     path = path or os.environ.get("NERFINTERNALS_COST_CONSTANTS")
-    if path:
-        return json.loads(Path(path).read_text())["constants"]
-    from nerfinternals.cost_constants import CONSTANTS
+    if not path:
+        from nerfinternals.cost_constants import CONSTANTS
 
-    return CONSTANTS
+        return CONSTANTS
+    constants = json.loads(Path(path).read_text())["constants"]
+    missing = [k for k in ("mac", *OPERATIONS) if k not in constants]
+    if missing:
+        raise ValueError(
+            f"{path} has no constant for {', '.join(missing)} (an older calibration): "
+            "measure again with python -m benchmarks.calibrate_cost"
+        )
+    return constants
 
 
 def fill_operations(model, kwargs: dict) -> Counter:

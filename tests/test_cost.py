@@ -37,7 +37,7 @@ def test_multiply_adds_of_the_cost_model_are_the_counted_multiply_adds(models, k
     for k in (0, 4):
         kwargs = _kwargs(sampler, fine_samples=k, skip_empty=sampler == "hybrid")
         ops = cost.render_operations(model, kwargs, rendered_fraction=0.5)
-        macs = sum(v for key, v in ops.items() if isinstance(key, tuple))
+        macs = sum(v for key, v in ops.items() if isinstance(key, tuple) and key[0] == "mac")
         assert macs == pytest.approx(model.render_macs_per_ray({**kwargs, "n_probe": None}, 0.5), rel=1e-9)
 
 
@@ -45,10 +45,23 @@ def test_grid_all_spends_no_time_on_proposal_networks(models):
     model = models("nerfacto-stock")
     ops = cost.render_operations(model, _kwargs("grid-all"))
     (net1, k1), (field, k2) = model.fine_stages(0)
-    assert ops["draw"] == k1 + k2 and ops["grid"] == model.num_probe_samples + k1
+    assert ops["draw"] == k1 + k2 and ops["grid", 64] == model.num_probe_samples + k1
     assert ops["hash"] == cost.network_operations(field, k2)["hash"]  # the field's hash grid only
     grid = cost.render_operations(model, _kwargs("grid"))
     assert grid["hash"] == ops["hash"] + cost.network_operations(net1, k1)["hash"]
+
+
+def test_grid_lookups_count_the_initial_samples_the_resolution_and_the_contraction(models):
+    """N look-ups of an R^3 grid per ray (N: initial_samples, else the replaced network's count), each
+    position contracted first where the model contracts space, as its networks' positions are."""
+    contracted, bounded = models("nerfacto-stock"), models("nerfacto-bounded")
+    ops = cost.render_operations(contracted, _kwargs("grid", grid_resolution=128, initial_samples=6))
+    assert ops["grid", 128] == 6 and ("grid", 64) not in ops
+    (net1, k1), (field, k2) = contracted.fine_stages(0)
+    assert ops["contract"] == 6 + k1 + k2  # the look-ups, the second proposal network and the field
+    assert cost.render_operations(bounded, _kwargs("grid"))["contract"] == 0  # no scene contraction
+    stock = cost.render_operations(contracted, cost.stock_kwargs())
+    assert stock["contract"] == contracted.num_probe_samples + k1 + k2
 
 
 def test_seconds_weigh_each_operation_and_interpolate_multiply_adds_in_log_size():
@@ -56,6 +69,16 @@ def test_seconds_weigh_each_operation_and_interpolate_multiply_adds_in_log_size(
     ops = {("mac", 1000): 3.0, ("mac", 10): 1.0, ("mac", 10**6): 2.0, "hash": 2.0, "grid": 1.0}
     # 1000 is half-way between 100 and 10000 in log size: 3.0 per multiply-add; outside the range: the ends
     assert cost.seconds(ops, constants) == pytest.approx(3.0 * 3.0 + 1.0 * 4.0 + 2.0 * 2.0 + 2 * 5.0 + 7.0)
+    # a grid look-up by resolution, as the multiply-adds by layer size
+    tables = {"mac": {"100": 1.0}, "grid": {"64": 1.0, "256": 3.0}}
+    assert cost.seconds({("grid", 128): 2.0, ("grid", 512): 1.0}, tables) == pytest.approx(2 * 2.0 + 3.0)
+
+
+def test_constants_of_an_older_calibration_are_refused_in_one_line(tmp_path):
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"constants": {"mac": {"100": 1.0}, "hash": 1.0, "grid": 1.0}}))
+    with pytest.raises(ValueError, match=r"old\.json has no constant for .*contract.*calibrate_cost"):
+        cost.load_constants(old)
 
 
 def test_predicted_ratio_of_stock_is_one_and_budgets_predict_less(models):
@@ -90,7 +113,9 @@ def test_calibration_writes_every_constant(tmp_path):
     record = json.loads(out.read_text())
     constants = record["constants"]
     assert set(constants) == {"mac", *cost.OPERATIONS} and record["machine"]
-    assert all(c > 0 for c in constants["mac"].values()) and all(constants[k] > 0 for k in cost.OPERATIONS)
+    assert all(c > 0 for table in cost.TABLES for c in constants[table].values())
+    assert all(constants[k] > 0 for k in cost.OPERATIONS if k not in cost.TABLES)
+    assert set(constants["grid"]) == {"32", "64", "128", "256"}
     ops = cost.render_operations(_build_tiny_nerf(), cost.stock_kwargs())
     assert cost.seconds(ops, constants) > 0
 
