@@ -375,6 +375,33 @@ def test_eval_samplers_budgets_and_skipping(trained, offline_home, work):
     assert base_psnr == pytest.approx(-10 * np.log10(np.mean((stock - gt) ** 2)), abs=1e-3)
 
 
+def test_eval_initial_samples_apply_to_the_grid_experiments(trained, offline_home, work):
+    """--initial-samples 4: the grid experiment weighs 4 uniform samples per ray (its folder says so, and its
+    final pass is the stock NeRF fine pass on 4 + 8 + 1 samples: fewer multiply-adds than on 8 + 8 + 1); the
+    activation experiment of the same call keeps the coarse network's 8."""
+    config = trained("activation-nerf")
+    args = ["--load-config", str(config), "--layer", "1", "--fct", "1", "--output-dir", "initial"]
+    args += ["--sampler", "activation", "grid", "--grid-resolution", "8", "--initial-samples", "4"]
+    result = run_eval(args, offline_home, work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((config.parent / "initial" / "summary.json").read_text())
+    assert set(summary["experiments"]) == {"layer_01_ups_0_fct_std_half", "grid8_n4"}
+    grid = summary["experiments"]["grid8_n4"]
+    assert grid["render"]["initial_samples"] == 4 and grid["render"]["sampler"] == "grid"
+    assert summary["experiments"]["layer_01_ups_0_fct_std_half"]["render"]["initial_samples"] == 0
+    from nerfinternals.internals import linear_macs
+    from nerfinternals.loading import load_pipeline
+
+    model = load_pipeline(config, device="cpu")[1].model
+    coarse, fine = linear_macs(model.field_coarse), linear_macs(model.field_fine)
+    # the grid's look-ups are no multiply-adds; stock: 8 coarse samples, then 8 + 8 + 1 fine ones
+    assert grid["macs_ratio"] == pytest.approx((4 + 8 + 1) * fine / (8 * coarse + (8 + 8 + 1) * fine))
+    assert (
+        math.isfinite(grid["psnr_delta"])
+        and (config.parent / "initial" / "000" / "grid8_n4" / "ours.png").is_file()
+    )
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -387,6 +414,10 @@ def test_eval_samplers_budgets_and_skipping(trained, offline_home, work):
         (["--grid-resolution", "100000"], "error: --grid-resolution 100000 needs"),
         (["--sampler", "occupancy"], "error: "),
         (["--empty-threshold", "-1"], "error: --empty-threshold must be at least 0"),
+        (
+            ["--initial-samples", "1"],
+            "error: --initial-samples must be 0 (the replaced network's count) or at least 2",
+        ),
     ],
 )
 def test_bad_sampler_flags_are_one_line(trained, offline_home, work, args, message):
