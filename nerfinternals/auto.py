@@ -132,7 +132,7 @@ def candidates(model, grid_resolution: int = 64) -> list[dict]:
                 "skip_empty": skip,
                 "initial_samples": n,
                 "grid_resolution": r,
-            }  # fmt: skip
+            }
             for r in resolutions
             for n in dict.fromkeys((0, quarter if quarter >= 2 else 0))
             for k in budgets

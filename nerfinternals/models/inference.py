@@ -101,6 +101,8 @@ def check_empty_threshold(threshold: float) -> None:
 
 def render_kwargs(settings: dict) -> dict:
     """An inference setting (its fields by name) as keyword arguments of the models' ``render_sampled``."""
+    # initial_samples is the grid samplers' only: the others weigh the replaced network's own samples
+    grid_samples = ESTIMATORS[settings["inference_sampler"]].any_initial_samples
     return {
         "sampler": settings["inference_sampler"],
         "layer": settings["probe_layer"],
@@ -113,8 +115,5 @@ def render_kwargs(settings: dict) -> dict:
         "skip_empty": settings["skip_empty"],
         "empty_threshold": settings["empty_threshold"],
         "grid_resolution": settings["grid_resolution"],
-        # the grid samplers' only: the others weigh the replaced network's own samples
-        "initial_samples": settings["initial_samples"]
-        if ESTIMATORS[settings["inference_sampler"]].any_initial_samples
-        else 0,
+        "initial_samples": settings["initial_samples"] if grid_samples else 0,
     }
