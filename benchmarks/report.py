@@ -93,9 +93,10 @@ def header_lines(run: dict) -> list[str]:
         f"noise floor (stock against stock run again, largest difference over repeats): {floors}; "
         f"{NOISE_MARK} marks a time ratio whose difference from 1 is within it",
     ] + [
-        f"density grid {r.split('-')[0]}^3{' (' + r.split('-')[1] + ')' if '-' in r else ''} fill: {f['median']:.2f} s (min {f['min']:.2f}, max {f['max']:.2f}) once per loaded "
-        "model, not in the per-image time or MACs; counted in the fill columns"
-        for r, f in run["grid_fill_seconds"].items()
+        f"density grid {resolution}^3{f' ({source})' if source else ''} fill: {f['median']:.2f} s (min "
+        f"{f['min']:.2f}, max {f['max']:.2f}) once per loaded model, not in the per-image time or MACs; "
+        "counted in the fill columns"
+        for (resolution, _, source), f in ((r.partition("-"), f) for r, f in run["grid_fill_seconds"].items())
     ]
 
 

@@ -31,6 +31,7 @@ alternative, the product has one configuration at least as fast with at least it
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import random
 import statistics
@@ -213,23 +214,21 @@ def product_configs(model, cfg: SpeedQuality) -> list[tuple[str, dict]]:
     if "grid-all" in cfg.sampler and model.later_proposal_counts(0):  # elsewhere grid-all is grid
         grids.append("grid-all")
     for sampler in grids:
-        for resolution in cfg.grid_resolution:
-            for n in cfg.initial_samples:
-                for k in cfg.fine_samples:
-                    for skip in (False, True):
-                        name = f"{sampler} {resolution}^3{f' n{n}' if n else ''}{k_name(k)}" + (
-                            " skip" if skip else ""
-                        )
-                        options = {
-                            "sampler": sampler,
-                            "layer": 0,
-                            "fct": FCT_NAMES[0],
-                            "fine_samples": k,
-                            "skip_empty": skip,
-                            "grid_resolution": resolution,
-                            "initial_samples": n,
-                        }
-                        configs.append((name, {**base, **options}))
+        grid_options = itertools.product(
+            cfg.grid_resolution, cfg.initial_samples, cfg.fine_samples, (False, True)
+        )
+        for resolution, n, k, skip in grid_options:
+            name = f"{sampler} {resolution}^3{f' n{n}' if n else ''}{k_name(k)}" + (" skip" if skip else "")
+            options = {
+                "sampler": sampler,
+                "layer": 0,
+                "fct": FCT_NAMES[0],
+                "fine_samples": k,
+                "skip_empty": skip,
+                "grid_resolution": resolution,
+                "initial_samples": n,
+            }
+            configs.append((name, {**base, **options}))
     return configs
 
 

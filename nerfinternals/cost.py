@@ -140,9 +140,9 @@ def render_operations(model, kwargs: dict, rendered_fraction: float = 1.0) -> Co
     """Operations per ray of a ``render_sampled`` call (its keyword arguments) that rendered
     ``rendered_fraction`` of the pixels; the estimate is counted on the pixels :func:`render_macs_per_ray`
     counts it on."""
-    sampler, n = kwargs["sampler"], model.num_probe_samples
-    initial = kwargs.get("initial_samples", 0) if sampler in ("grid", "grid-all") else 0
-    n = initial or n
+    sampler = kwargs["sampler"]
+    initial = kwargs.get("initial_samples", 0)  # nonzero only where it applies (the grid samplers)
+    n = initial or model.num_probe_samples
     probed = rendered_fraction
     if kwargs["gate"] or kwargs["upsample"] or (kwargs["skip_empty"] and sampler != "hybrid"):
         probed = 1.0

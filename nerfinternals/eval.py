@@ -149,7 +149,7 @@ def experiment_name(
             name = f"hybrid{grid_resolution}_{name}"
     else:
         name = f"{sampler}{grid_resolution}" if sampler in ("grid", "grid-all") else "stock"
-        name += f"_n{initial_samples}" if initial_samples and sampler != "stock" else ""
+        name += f"_n{initial_samples}" if initial_samples else ""
     return (
         name
         + ("_box" if in_box and sampler != "stock" else "")
@@ -174,7 +174,7 @@ def experiment_kwargs(sampler: str, layer: int, fct: str, fine_samples: int, cfg
         "skip_empty": cfg.skip_empty,
         "empty_threshold": cfg.empty_threshold,
         "grid_resolution": cfg.grid_resolution,
-        "initial_samples": cfg.initial_samples if sampler in ("grid", "grid-all") else 0,
+        "initial_samples": cfg.initial_samples if ESTIMATORS[sampler].any_initial_samples else 0,
     }
 
 
