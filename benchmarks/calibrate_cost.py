@@ -23,6 +23,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from nerfstudio.cameras.rays import Frustums, RayBundle, RaySamples
@@ -32,9 +33,9 @@ from nerfstudio.model_components.ray_samplers import PDFSampler
 from nerfstudio.model_components.renderers import RGBRenderer
 from rich.console import Console
 
-from nerfinternals.common import run_cli
+from nerfinternals.common import InputError, run_cli
 from nerfinternals.grid import DensityGrid
-from nerfinternals.utils import machine_name
+from nerfinternals.utils import ALLOCATORS, machine_name, use_allocator
 
 CONSOLE = Console(width=120)
 ROWS = 1 << 18
@@ -68,6 +69,9 @@ class CalibrateCost:
     """Timed calls per operation; the median is used."""
     threads: int = 0
     """torch threads (0: torch's default)."""
+    allocator: Literal[ALLOCATORS] = "steady"
+    """CPU memory: "steady" keeps freed memory for reuse, "default" leaves glibc as it starts (see
+    nerfinternals.utils.keep_freed_memory); calibrate with the allocator the benchmarks use."""
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -169,6 +173,10 @@ def _python_literal(value: dict) -> str:
 
 
 def main(cfg: CalibrateCost) -> None:
+    try:
+        allocator = use_allocator(cfg.allocator)
+    except ValueError as err:
+        raise InputError(str(err)) from None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     constants = calibrate(cfg.repeats)
@@ -177,6 +185,7 @@ def main(cfg: CalibrateCost) -> None:
         "threads": torch.get_num_threads(),
         "date": datetime.date.today().isoformat(),
         "repeats": cfg.repeats,
+        "allocator": allocator,
         "constants": constants,
     }
     cfg.output.parent.mkdir(parents=True, exist_ok=True)
@@ -196,6 +205,7 @@ def main(cfg: CalibrateCost) -> None:
         target.write_text(
             '"""Per-operation times of the cost model (:mod:`nerfinternals.cost`), measured by\n'
             f"``python -m benchmarks.calibrate_cost --install`` on {record['machine']}, {record['threads']} threads,\n"
+            f"{allocator} allocator, "
             f'{record["date"]} (median of {cfg.repeats}; seconds per unit). Generated: do not edit."""\n\n'
             f"CONSTANTS = {_python_literal(constants)}\n"
         )

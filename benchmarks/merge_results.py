@@ -44,7 +44,8 @@ def merge(cfg: MergeResults) -> dict:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"output folder {out} is not empty: choose another --output-dir")
     machines = sorted({results["machine"] for _, results in parts})
-    merged: dict = {"machine": " / ".join(machines), "runs": []}
+    allocators = sorted({results.get("allocator", "default") for _, results in parts})
+    merged: dict = {"machine": " / ".join(machines), "allocator": " / ".join(allocators), "runs": []}
     labels: set[str] = set()
     for folder, results in parts:
         for run in results["runs"]:

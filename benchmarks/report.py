@@ -191,9 +191,10 @@ def goal_lines(run: dict) -> list[str]:
                 "is outside 0.1 dB on the report views)"
             )
         else:
+            outside = "" if g["within_on_report_views"] else ", and outside 0.1 dB on the report views"
             lines.append(
                 f"goal ≥ {g['goal']:.0f}x at {key} within 0.1 dB: missed by {g['short_by']:.2f}x "
-                f"({100 * g['short_by'] / g['goal']:.0f} % short; {has})"
+                f"({100 * g['short_by'] / g['goal']:.0f} % short; {has}{outside})"
             )
     return lines
 
@@ -250,7 +251,7 @@ def markdown(results: dict) -> str:
         out += [
             f"## {run.get('label', run['method'])} ({run['model']}, step {run['step']})",
             "",
-            f"{run['num_images']} report image(s) of {w}x{h} px on {run['device']} ({results['machine']}); "
+            f"{run['num_images']} report image(s) of {w}x{h} px on {run['device']} ({results['machine']}, {results.get('allocator', 'default')} allocator); "
             f"median of {run['repeats']} renders per image after a warm-up; N = {run['num_probe_samples']} "
             f"probe samples; LPIPS backbone {run['lpips_backbone']}; memory: "
             + (

@@ -69,7 +69,7 @@ from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import LPIPS_BACKBONE, image_metrics
 from nerfinternals.models.inference import check_fine_samples, check_grid_resolution, check_initial_samples
 from nerfinternals.precision import Precision, as_float32, check_precision, precision_scope
-from nerfinternals.utils import machine_name, synchronize, warmup_crop
+from nerfinternals.utils import ALLOCATORS, machine_name, synchronize, use_allocator, warmup_crop
 from nerfinternals.views import split_views
 
 CONSOLE = Console(width=140)
@@ -130,6 +130,8 @@ class SpeedQuality:
     """Resolution of NerfAcc's occupancy grid alternative (CUDA only; 0: leave it out; 128: NerfAcc's default)."""
     order_seed: int | None = None
     """Seed of the methods' order, shuffled anew for every repeat of every image (default: drawn at random; recorded in results.json)."""
+    allocator: Literal[ALLOCATORS] = "steady"
+    """CPU memory for every method alike: "steady" keeps freed memory for reuse, "default" leaves glibc as it starts, which zero-fills large temporaries afresh for every chunk (nerfinternals.utils.keep_freed_memory; recorded in results.json)."""
 
 
 @dataclass
@@ -737,7 +739,8 @@ def run(cfg: SpeedQuality) -> dict:
     missing = [p for p in cfg.load_config if not Path(p).is_file()]
     if missing:
         raise InputError(f"config not found: {missing[0]}")
-    results: dict = {"machine": machine_name(cfg.device), "runs": []}
+    allocator = use_allocator(cfg.allocator)
+    results: dict = {"machine": machine_name(cfg.device), "allocator": allocator, "runs": []}
     progress = progress_bar(CONSOLE)
     pictures = {}
     with progress:

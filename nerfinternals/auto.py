@@ -30,7 +30,7 @@ from nerfinternals.loading import InputError, checkpoint_path, load_pipeline, re
 from nerfinternals.metrics import image_metrics
 from nerfinternals.models.inference import MAX_GRID_RESOLUTION
 from nerfinternals.precision import precision_scope
-from nerfinternals.utils import machine_name, warmup_crop
+from nerfinternals.utils import allocator_in_effect, machine_name, warmup_crop
 from nerfinternals.views import split_views
 
 AUTO_FILE = "nerfinternals_auto.json"
@@ -195,6 +195,7 @@ def conditions(config_path: Path, max_psnr_drop: float, device: str | None = Non
     return {
         "machine": machine_name(resolved),
         "device": resolved.type,
+        "allocator": allocator_in_effect() if resolved.type == "cpu" else "default",
         **MEASURED_AT,
         **measured_at,
         "max_psnr_drop": max_psnr_drop,

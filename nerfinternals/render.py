@@ -44,6 +44,7 @@ from rich.console import Console
 from nerfinternals.common import fct_names, parse_cli, timed, write_json
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.models.inference import SAMPLERS, render_kwargs
+from nerfinternals.utils import ALLOCATORS, use_allocator
 
 CONSOLE = Console(width=120)
 
@@ -88,6 +89,8 @@ class InferenceOptions:
     """Replace an existing output."""
     device: str | None = None
     """Torch device (default: cuda if available, else cpu)."""
+    allocator: Literal[ALLOCATORS] = "steady"
+    """CPU memory: "steady" keeps freed memory for reuse (stock nerfacto renders up to 1.8x faster on the project's CPU so), "default" leaves glibc as it starts (docs/rendering.md, "Memory allocation on the CPU")."""
 
     def settings(self) -> dict:
         """The model's inference setting (fields of ActivationInferenceConfig) these flags ask for."""
@@ -312,6 +315,7 @@ class _SettingRun:
         self, config_path, eval_num_rays_per_chunk=None, test_mode="test", update_config_callback=None
     ):
         settings = self.settings()
+        use_allocator(self.options.allocator)
         config, pipeline, ckpt, step = load_pipeline(
             config_path, device=self.options.device, test_mode=test_mode
         )

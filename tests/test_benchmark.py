@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -71,6 +72,7 @@ def test_benchmark_writes_every_method(tiny_nerf, tmp_path, monkeypatch):
     # chosen on the val split, reported on the test split (the scene has one image in each)
     assert run["selection_views"] == ["val/r_0.png"] and run["report_views"] == ["test/r_0.png"]
     assert run["order_seed"] == 7 and run["repeats"] == 1
+    assert results["allocator"] == ("steady" if platform.libc_ver()[0] == "glibc" else "default")
     ours = [
         "ours l0 std_half",
         "ours l0 std_half gate",
@@ -576,3 +578,30 @@ def test_choose_cell_variance_chooses_on_val_views_only(tmp_path, monkeypatch, e
     assert ActivationMipNerfModel.GRID_CELL_VARIANCE == shipped
     assert result["candidates"][0]["psnr_delta"]["0"] != result["candidates"][1]["psnr_delta"]["0"]
     assert "chosen:" in (tmp_path / "cv" / "cell_variance.md").read_text()
+
+
+def test_goal_lines_say_met_short_and_outside_the_budget():
+    from benchmarks.report import goal_lines
+
+    def goal(speedup, within):
+        return {
+            "goal": 5.0,
+            "pick": "grid 64^3",
+            "speedup": speedup,
+            "within_on_report_views": within,
+            "short_by": None if speedup >= 5.0 else 5.0 - speedup,
+            "met": speedup >= 5.0 and within,
+        }
+
+    lines = goal_lines(
+        {"goals": {"a": goal(6.0, True), "b": goal(6.0, False), "c": goal(4.0, True), "d": goal(4.0, False)}}
+    )
+    assert lines[0] == "goal ≥ 5x at a within 0.1 dB: met (grid 64^3: 6.00x)"
+    assert lines[1].startswith(
+        "goal ≥ 5x at b within 0.1 dB: missed (grid 64^3: 6.00x, chosen on the selection views"
+    )
+    assert lines[2] == "goal ≥ 5x at c within 0.1 dB: missed by 1.00x (20 % short; grid 64^3: 4.00x)"
+    assert lines[3] == (
+        "goal ≥ 5x at d within 0.1 dB: missed by 1.00x (20 % short; grid 64^3: 4.00x, and outside 0.1 dB on the "
+        "report views)"
+    )

@@ -4,6 +4,7 @@ and the calibration's output file."""
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 
@@ -113,6 +114,7 @@ def test_calibration_writes_every_constant(tmp_path):
     record = json.loads(out.read_text())
     constants = record["constants"]
     assert set(constants) == {"mac", *cost.OPERATIONS} and record["machine"]
+    assert record["allocator"] == ("steady" if platform.libc_ver()[0] == "glibc" else "default")
     assert all(c > 0 for table in cost.TABLES for c in constants[table].values())
     assert all(constants[k] > 0 for k in cost.OPERATIONS if k not in cost.TABLES)
     assert set(constants["grid"]) == {"32", "64", "128", "256"}

@@ -409,8 +409,8 @@ def test_auto_chooses_within_the_budget_and_is_reused(home, tmp_path, monkeypatc
 
 
 def test_auto_record_is_reused_only_under_the_same_conditions(home, tmp_path, monkeypatch):
-    """Each condition of a recorded choice, changed alone, makes --auto choose again: device (and machine),
-    rescale, precision, budget, near plane, the config's and the checkpoint's contents."""
+    """Each condition of a recorded choice, changed alone, makes --auto choose again: device (and machine,
+    allocator), rescale, precision, budget, near plane, the config's and the checkpoint's contents."""
     from nerfinternals import auto
 
     _few_candidates(monkeypatch)
@@ -437,7 +437,8 @@ def test_auto_record_is_reused_only_under_the_same_conditions(home, tmp_path, mo
     assert chooses_again(keep_near_plane=True)
     # another device or machine: the record says where it was measured
     data = json.loads(recorded)
-    for key, value in (("device", "cuda"), ("machine", "NVIDIA H200")):
+    other_allocator = {"steady": "default", "default": "steady"}[data["conditions"]["allocator"]]
+    for key, value in (("device", "cuda"), ("machine", "NVIDIA H200"), ("allocator", other_allocator)):
         record_path.write_text(json.dumps({**data, "conditions": {**data["conditions"], key: value}}))
         assert chooses_again()
     record_path.write_text(recorded)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 import shutil
 import subprocess
 import sys
@@ -169,6 +170,8 @@ def test_eval_rescale_probe_options_and_precision(trained, wide, offline_home, m
         ActivationDerivedDensity(**common, rescale=0.5, probe_samples=4, in_box=True, output_dir="half")
     )
     assert half["image_shape"] == [10, 14] and half["settings"]["rescale"] == 0.5
+    # base and ours rendered with the steady allocator, the default (tests/test_allocator.py: what it does)
+    assert half["settings"]["allocator"] == ("steady" if platform.libc_ver()[0] == "glibc" else "default")
     assert list(half["experiments"]) == [name]
     assert half["experiments"][name]["render"] == {
         "layer": 1,
