@@ -84,8 +84,9 @@ def keep_freed_memory() -> bool:
     of rays times its samples times a layer's width), so each chunk makes the kernel fault in and zero-fill
     them again, page by page: on the 2-core reference machine a stock nerfacto render (fox, 135 x 240)
     took 13.6 s so and 7.4 s with this (21 M and 0.6 M page faults), and how slow the default is depends
-    on the allocator's history in the process. With the heap alone (no mmap) and no trimming, freed memory
-    is reused as it is; the peak resident memory stays held until the process ends. glibc's environment
+    on the allocator's history in the process. With the heap alone (no mmap) and no trimming at all (a
+    threshold of 2 GB is not enough: the full-size NeRF renders free more at once), freed memory is reused
+    as it is; the peak resident memory stays held until the process ends. glibc's environment
     variables for the same two settings (``MALLOC_MMAP_MAX_``, ``MALLOC_TRIM_THRESHOLD_``, or
     ``GLIBC_TUNABLES``) did not keep the pages on the reference machine (glibc 2.36): set at start-up, every
     64 MB allocation still faulted afresh; ``mallopt`` called once torch is imported does. Not glibc (macOS,
@@ -96,8 +97,8 @@ def keep_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL(name)
-        m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
-        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+        m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>; a trim threshold of -1: never trim
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, -1))
     except (OSError, AttributeError):
         return False
 

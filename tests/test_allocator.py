@@ -14,25 +14,28 @@ import pytest
 from nerfinternals.utils import ALLOCATORS, use_allocator
 from tests.runs import REPO
 
-MB64 = 16 << 20  # float32 values in 64 MB: above glibc's largest mmap threshold (32 MB)
-
-PROBE = f"""
+PROBE = """
 import resource, sys, torch
 from nerfinternals.utils import use_allocator
 mode = use_allocator(sys.argv[1])
+values = int(sys.argv[2]) << 18  # float32 values in that many MB
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(2):  # the first allocations fault in whatever the mode
-    t = torch.ones({MB64}); del t
+    t = torch.ones(values); del t
 before = faults()
 for _ in range(3):
-    t = torch.ones({MB64}); del t
+    t = torch.ones(values); del t
 print(mode, faults() - before)
 """
 
 
-def _faults(allocator: str) -> tuple[str, int]:
+def _faults(allocator: str, megabytes: int) -> tuple[str, int]:
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, allocator], capture_output=True, text=True, cwd=REPO, timeout=120
+        [sys.executable, "-c", PROBE, allocator, str(megabytes)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     mode, faults = result.stdout.split()
@@ -40,12 +43,15 @@ def _faults(allocator: str) -> tuple[str, int]:
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the steady allocator is glibc's")
-def test_steady_allocator_reuses_freed_memory_where_default_faults_it_in_again():
-    steady_mode, steady = _faults("steady")
-    default_mode, default = _faults("default")
+@pytest.mark.parametrize("megabytes", [64, 2304])
+def test_steady_allocator_reuses_freed_memory_where_default_faults_it_in_again(megabytes):
+    """64 MB: above glibc's largest mmap threshold (32 MB); 2304 MB: above the largest positive trim
+    threshold (2 GB), as much as a full-size NeRF render frees at once."""
+    steady_mode, steady = _faults("steady", megabytes)
+    default_mode, default = _faults("default", megabytes)
     assert (steady_mode, default_mode) == ("steady", "default")
-    # 64 MB allocated three times: by default fresh pages each time (4 KB pages: 3 x 16384 faults; with
-    # transparent huge pages 3 x 32), steady reuses the freed ones
+    # allocated three times: by default fresh pages each time (4 KB pages: 3 x 256 faults per MB; with
+    # transparent huge pages 3 x 1 per 2 MB), steady reuses the freed ones
     assert steady < 32, (steady, default)
     assert default >= 3 * 32 and default > 3 * steady, (steady, default)
 
