@@ -122,7 +122,7 @@ class ActivationDerivedDensity:
     device: str | None = None
     """Torch device (default: cuda if available, else cpu)."""
     allocator: Literal[ALLOCATORS] = "steady"
-    """CPU memory for base and ours alike: "steady" keeps freed memory for reuse (on the project's CPU stock nerfacto renders up to 1.8x faster so), "default" leaves glibc as it starts, which zero-fills large temporaries afresh for every chunk of rays (docs/rendering.md, "Memory allocation on the CPU"); recorded in summary.json."""
+    """CPU memory for base and ours alike: "steady" keeps freed memory for reuse (on the project's CPU stock nerfacto rendered up to 2x faster so), "default" leaves glibc as it starts, which zero-fills large temporaries afresh for every chunk of rays (docs/rendering.md, "Memory allocation on the CPU"); recorded in summary.json."""
 
     def main(self) -> dict:
         return evaluate(self)

@@ -90,7 +90,7 @@ class InferenceOptions:
     device: str | None = None
     """Torch device (default: cuda if available, else cpu)."""
     allocator: Literal[ALLOCATORS] = "steady"
-    """CPU memory: "steady" keeps freed memory for reuse (stock nerfacto renders up to 1.8x faster on the project's CPU so), "default" leaves glibc as it starts (docs/rendering.md, "Memory allocation on the CPU")."""
+    """CPU memory: "steady" keeps freed memory for reuse (stock nerfacto rendered up to 2x faster on the project's CPU so), "default" leaves glibc as it starts (docs/rendering.md, "Memory allocation on the CPU")."""
 
     def settings(self) -> dict:
         """The model's inference setting (fields of ActivationInferenceConfig) these flags ask for."""
