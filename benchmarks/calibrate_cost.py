@@ -33,7 +33,7 @@ from nerfstudio.model_components.ray_samplers import PDFSampler
 from nerfstudio.model_components.renderers import RGBRenderer
 from rich.console import Console
 
-from nerfinternals.common import InputError, run_cli
+from nerfinternals.common import run_cli
 from nerfinternals.grid import DensityGrid
 from nerfinternals.utils import ALLOCATORS, machine_name, use_allocator
 
@@ -173,10 +173,7 @@ def _python_literal(value: dict) -> str:
 
 
 def main(cfg: CalibrateCost) -> None:
-    try:
-        allocator = use_allocator(cfg.allocator)
-    except ValueError as err:
-        raise InputError(str(err)) from None
+    allocator = use_allocator(cfg.allocator)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     constants = calibrate(cfg.repeats)

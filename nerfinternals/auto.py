@@ -195,7 +195,7 @@ def conditions(config_path: Path, max_psnr_drop: float, device: str | None = Non
     return {
         "machine": machine_name(resolved),
         "device": resolved.type,
-        "allocator": allocator_in_effect() if resolved.type == "cpu" else "default",
+        "allocator": allocator_in_effect(resolved),
         **MEASURED_AT,
         **measured_at,
         "max_psnr_drop": max_psnr_drop,

@@ -452,7 +452,7 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
             "precision": cfg.precision,
             "rescale": cfg.rescale,
             "keep_near_plane": cfg.keep_near_plane,
-            "allocator": allocator_in_effect() if model.device.type == "cpu" else "default",
+            "allocator": allocator_in_effect(model.device),
         },
         "lpips_backbone": LPIPS_BACKBONE,
         "macs_note": "MLP multiply-adds (Linear layers) per image; encodings and compositing not counted",

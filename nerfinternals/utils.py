@@ -117,7 +117,8 @@ def use_allocator(allocator: str) -> str:
     return _allocator
 
 
-def allocator_in_effect() -> str:
-    """The allocator this process renders with: "steady" once :func:`use_allocator` applied it, else
-    "default" (timings depend on it: a condition of every measured choice)."""
-    return _allocator
+def allocator_in_effect(device: torch.device | str = "cpu") -> str:
+    """The allocator this process renders on ``device`` with: "steady" once :func:`use_allocator` applied it
+    and the device is the CPU (CUDA memory is PyTorch's own), else "default" (timings depend on it: a
+    condition of every measured choice)."""
+    return _allocator if torch.device(device).type == "cpu" else "default"
