@@ -2,14 +2,14 @@
 
 Every candidate configuration (:func:`candidates`: samplers x final-pass budgets x the probe and skipping
 options) and the stock sampler render the run's selection views (:mod:`nerfinternals.views`: the val split
-where the data has one of its own, else every other eval image by name; never an image the choice is
+where the data has one of its own (its own cameras, not the test split's), else every other eval image by name; never an image the choice is
 reported on) in one process, at the precision, resolution and near plane asked for; the fastest candidate (total synchronised wall time,
 after a warm-up) whose mean PSNR is at least stock's minus the budget is chosen. If none is, the choice is
 the stock sampler. The choice, every candidate's figures and why are written to
 ``<run dir>/nerfinternals_auto.json`` with the selection and report views by name, which later
 ``--auto`` calls (``eval.py``, ``ns-internals-render``) reuse only while every one of its :func:`conditions`
-holds: the same machine and device, rescale, precision, budget, near plane, and the same config and
-checkpoint contents.
+holds: the same machine and device, rescale, precision, budget, near plane, rule of the selection views
+(:data:`nerfinternals.views.RULE`), and the same config and checkpoint contents.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from nerfinternals.metrics import image_metrics
 from nerfinternals.models.inference import MAX_GRID_RESOLUTION
 from nerfinternals.precision import precision_scope
 from nerfinternals.utils import allocator_in_effect, machine_name, warmup_crop
+from nerfinternals.views import RULE as VIEWS_RULE
 from nerfinternals.views import split_views
 
 AUTO_FILE = "nerfinternals_auto.json"
@@ -196,6 +197,7 @@ def conditions(config_path: Path, max_psnr_drop: float, device: str | None = Non
         "machine": machine_name(resolved),
         "device": resolved.type,
         "allocator": allocator_in_effect(resolved),
+        "views_rule": VIEWS_RULE,
         **MEASURED_AT,
         **measured_at,
         "max_psnr_drop": max_psnr_drop,

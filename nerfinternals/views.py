@@ -7,7 +7,8 @@ reported on the *report views*; the two never share an image.
 - Datasets with a val split of their own (Blender: ``transforms_val.json``; nerfstudio-data with
   ``val_filenames`` / ``test_filenames``): the val split selects, the test split reports.
 - Datasets whose val and test splits are the same images (LLFF, nerfstudio-data's fraction / interval /
-  filename / all splits): the eval images, sorted by name (numbers by value: ``r_2`` before ``r_10``),
+  filename / all splits), or share a camera under other file names (a Blender folder whose
+  ``transforms_val.json`` repeats test cameras, as ``../shared/lego400`` does): the eval images, sorted by name (numbers by value: ``r_2`` before ``r_10``),
   alternate: even positions (0, 2, 4, ...) select, odd positions (1, 3, 5, ...) report. With fewer than 2 eval images there is nothing to choose
   on apart from the reported views: :func:`split_views` refuses.
 
@@ -21,6 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from nerfstudio.data.utils.dataloaders import FixedIndicesEvalDataloader
 
 from nerfinternals.common import eval_views
@@ -28,6 +30,8 @@ from nerfinternals.loading import InputError
 
 SEPARATE_SPLITS = "val split selects, test split reports"
 ALTERNATE = "eval images sorted by name: even positions select, odd positions report"
+RULE = "val split selects unless it shares a file or a camera with the test split; else eval images alternate"
+"""Which rule :func:`split_views` follows (a condition of ``--auto``'s recorded choices)."""
 
 
 def name_order(names: list[str]) -> list[int]:
@@ -72,6 +76,20 @@ class ViewSplit:
         }
 
 
+def _cameras(outputs) -> torch.Tensor:
+    """(N, 18): each view's camera-to-world matrix and intrinsics (fx, fy, cx, cy, width, height)."""
+    cameras = outputs.cameras
+    intrinsics = [cameras.fx, cameras.fy, cameras.cx, cameras.cy, cameras.width, cameras.height]
+    return torch.cat([cameras.camera_to_worlds.flatten(1)] + [x.float().view(-1, 1) for x in intrinsics], 1)
+
+
+def shared_cameras(a, b) -> bool:
+    """Whether any view of dataparser outputs ``a`` is seen from the same camera as a view of ``b``."""
+    ca, cb = _cameras(a), _cameras(b)
+    scale = 1.0 + max(ca.abs().max().item(), cb.abs().max().item())
+    return bool(((ca[:, None] - cb[None]).abs().amax(-1) <= 1e-6 * scale).any())
+
+
 def _names(outputs, root: Path | None) -> list[str]:
     names = []
     for path in outputs.image_filenames:
@@ -106,7 +124,13 @@ def split_views(datamanager, max_images: int | None = None) -> ViewSplit:
         )
 
     limit = slice(None) if max_images is None else slice(0, max(max_images, 0))
-    if files["val"] and files["test"] and not set(files["val"]) & set(files["test"]):
+    separate = (
+        files["val"]
+        and files["test"]
+        and not set(files["val"]) & set(files["test"])
+        and not shared_cameras(outputs["val"], outputs["test"])
+    )
+    if separate:
         sides = []
         for split in ("val", "test"):
             names = _names(outputs[split], root)

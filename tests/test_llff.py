@@ -499,3 +499,67 @@ def test_ns_train_llff_with_and_without_ndc_then_eval(scene, tmp_path, monkeypat
         assert [Path(n).name for n in views["selection_views"]] == [files[0]]
         assert [Path(n).name for n in views["report_views"]] == [files[8]]
     assert summary["num_images"] == 1 and record["selection_images"] == 1
+
+
+def _blender_datamanager(scene: Path):
+    """What nerfinternals.views.split_views reads of a datamanager, with nerfstudio's Blender parser."""
+    from types import SimpleNamespace
+
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+    from nerfstudio.data.datasets.base_dataset import InputDataset
+
+    return SimpleNamespace(
+        dataparser=BlenderDataParserConfig(data=scene).setup(),
+        dataset_type=InputDataset,
+        config=SimpleNamespace(camera_res_scale_factor=1.0),
+    )
+
+
+def test_views_of_a_blender_val_split_that_repeats_test_cameras_alternate(tmp_path):
+    """A val split under other file names but with a test split's camera is not a separate split: the
+    test images alternate by name, as for LLFF; a val split with cameras of its own selects."""
+    from nerfinternals.data.synthetic import generate_blender_scene
+    from nerfinternals.views import ALTERNATE, SEPARATE_SPLITS, split_views
+
+    scene = generate_blender_scene(tmp_path / "s", width=8, height=8, num_train=2, num_val=2, num_test=4)
+    split = split_views(_blender_datamanager(scene))
+    assert split.rule == SEPARATE_SPLITS
+    assert (split.selection.names, split.report.names) == (
+        ["val/r_0.png", "val/r_1.png"],
+        ["test/r_0.png", "test/r_1.png", "test/r_2.png", "test/r_3.png"],
+    )
+
+    test = json.loads((scene / "transforms_test.json").read_text())
+    val = json.loads((scene / "transforms_val.json").read_text())
+    val["frames"][1]["transform_matrix"] = test["frames"][2]["transform_matrix"]  # one camera repeated
+    (scene / "transforms_val.json").write_text(json.dumps(val))
+    split = split_views(_blender_datamanager(scene))
+    assert split.rule == ALTERNATE
+    assert (split.selection.names, split.report.names) == (
+        ["test/r_0.png", "test/r_2.png"],
+        ["test/r_1.png", "test/r_3.png"],
+    )
+
+
+LEGO400 = Path(__file__).resolve().parents[2] / "shared" / "lego400"
+
+
+@pytest.mark.skipif(not (LEGO400 / "transforms_val.json").is_file(), reason="no shared lego400")
+def test_views_of_the_shared_lego_never_select_on_a_reported_camera():
+    """../shared/lego400's val split is its test split under other names (same images, same cameras): the
+    selection and report views alternate over the test images, and no reported camera is selected on."""
+    from nerfinternals.views import ALTERNATE, split_views
+
+    split = split_views(_blender_datamanager(LEGO400))
+    assert split.rule == ALTERNATE
+    assert split.selection.names == [f"test/r_{i}.png" for i in (0, 20, 40, 60, 80)]
+    assert split.report.names == [f"test/r_{i}.png" for i in (10, 30, 50, 70, 90)]
+    frames = json.loads((LEGO400 / "transforms_test.json").read_text())["frames"]
+    matrix = {Path(f["file_path"]).name + ".png": f["transform_matrix"] for f in frames}
+    reported = [matrix[Path(n).name] for n in split.report.names]
+    assert all(matrix[Path(n).name] not in reported for n in split.selection.names)
+    few = split_views(_blender_datamanager(LEGO400), max_images=2)
+    assert (few.selection.names, few.report.names) == (
+        ["test/r_0.png", "test/r_20.png"],
+        ["test/r_10.png", "test/r_30.png"],
+    )

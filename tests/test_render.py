@@ -410,7 +410,7 @@ def test_auto_chooses_within_the_budget_and_is_reused(home, tmp_path, monkeypatc
 
 def test_auto_record_is_reused_only_under_the_same_conditions(home, tmp_path, monkeypatch):
     """Each condition of a recorded choice, changed alone, makes --auto choose again: device (and machine,
-    allocator), rescale, precision, budget, near plane, the config's and the checkpoint's contents."""
+    allocator), rescale, precision, budget, near plane, the views' rule, the config's and checkpoint's contents."""
     from nerfinternals import auto
 
     _few_candidates(monkeypatch)
@@ -438,7 +438,10 @@ def test_auto_record_is_reused_only_under_the_same_conditions(home, tmp_path, mo
     # another device or machine: the record says where it was measured
     data = json.loads(recorded)
     other_allocator = {"steady": "default", "default": "steady"}[data["conditions"]["allocator"]]
-    for key, value in (("device", "cuda"), ("machine", "NVIDIA H200"), ("allocator", other_allocator)):
+    changed = (("device", "cuda"), ("machine", "NVIDIA H200"), ("allocator", other_allocator))
+    # a choice made under another rule of the selection views (an earlier version's)
+    changed += (("views_rule", "val split selects, test split reports"),)
+    for key, value in changed:
         record_path.write_text(json.dumps({**data, "conditions": {**data["conditions"], key: value}}))
         assert chooses_again()
     record_path.write_text(recorded)
