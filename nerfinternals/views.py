@@ -8,9 +8,10 @@ reported on the *report views*; the two never share an image.
   ``val_filenames`` / ``test_filenames``): the val split selects, the test split reports.
 - Datasets whose val and test splits are the same images (LLFF, nerfstudio-data's fraction / interval /
   filename / all splits), or share a camera under other file names (a Blender folder whose
-  ``transforms_val.json`` repeats test cameras, as ``../shared/lego400`` does): the eval images, sorted by name (numbers by value: ``r_2`` before ``r_10``),
-  alternate: even positions (0, 2, 4, ...) select, odd positions (1, 3, 5, ...) report. With fewer than 2 eval images there is nothing to choose
-  on apart from the reported views: :func:`split_views` refuses.
+  ``transforms_val.json`` repeats test cameras, as ``../shared/lego400`` does): the eval images, sorted
+  by name (numbers by value: ``r_2`` before ``r_10``), alternate: even positions (0, 2, 4, ...) select,
+  odd positions (1, 3, 5, ...) report. With fewer than 2 eval images there is nothing to choose on apart
+  from the reported views: :func:`split_views` refuses.
 
 Each side is in that name order; ``max_images`` keeps the first N of each side. Views are named by their image file, relative to the
 dataset folder (``val/r_0.png``, ``test/r_0.png``, ``images/IMG_0001.JPG``).
