@@ -24,23 +24,33 @@ def empty_torch_home(tmp_path, monkeypatch):
     return home
 
 
+@pytest.fixture(scope="session")
+def standin_alexnet_file(tmp_path_factory):
+    """A randomly initialised AlexNet state dict (234 MB), written once per test session.
+
+    Tests link it into their own torch hubs rather than each writing a copy of their own.
+    """
+    import torchvision
+
+    path = tmp_path_factory.mktemp("standin_alexnet") / "alexnet-owt-7be5be79.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet().state_dict(), path)
+    return path
+
+
 @pytest.fixture()
-def standin_alexnet_home(tmp_path, monkeypatch):
+def standin_alexnet_home(tmp_path, monkeypatch, standin_alexnet_file):
     """TORCH_HOME holding a randomly initialised AlexNet under the real weights' file name.
 
     Lets stock torchmetrics LPIPS be constructed offline (torchvision loads a cached file without
     downloading); the numbers it gives are not meaningful LPIPS.
     """
-    import torchvision
-
     from nerfinternals.metrics import alexnet_weights_path
+    from tests.runs import link_standin_alexnet
 
-    home = tmp_path / "torch_home"
+    home = link_standin_alexnet(tmp_path / "torch_home", standin_alexnet_file)
     monkeypatch.setenv("TORCH_HOME", str(home))
-    path = alexnet_weights_path()
-    path.parent.mkdir(parents=True)
-    torch.manual_seed(0)
-    torch.save(torchvision.models.alexnet().state_dict(), path)
+    assert alexnet_weights_path().is_file()
     return home
 
 

@@ -191,3 +191,11 @@ def camera_bundle(width: int = 13, height: int = 9, z: float = 4.0):
         camera_to_worlds=c2w[None], fx=20.0, fy=20.0, cx=width / 2, cy=height / 2, width=width, height=height
     )
     return camera.generate_rays(camera_indices=0, keep_shape=True)
+
+
+def link_standin_alexnet(home: Path, standin_alexnet_file: Path) -> Path:
+    """Make ``home`` a torch hub whose cached AlexNet weights file is the session's stand-in."""
+    path = home / "hub" / "checkpoints" / standin_alexnet_file.name
+    path.parent.mkdir(parents=True)
+    path.symlink_to(standin_alexnet_file)
+    return home

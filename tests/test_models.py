@@ -85,15 +85,11 @@ def test_lpips_download_failure_is_null_with_one_warning(empty_torch_home, monke
     assert not [p for p in empty_torch_home.rglob("*") if p.is_file()], "no partial download left"
 
 
-def test_lpips_downloads_the_weights_when_online(empty_torch_home, tmp_path, monkeypatch):
+def test_lpips_downloads_the_weights_when_online(empty_torch_home, standin_alexnet_file, monkeypatch):
     """Not in the cache, downloads allowed: torch.hub fetches the file into the cache (the transfer is
     faked with a stand-in file); LPIPS then equals torchmetrics' own, which loads that cached file."""
-    import torchvision
-
     monkeypatch.delenv("NERFINTERNALS_NO_DOWNLOAD")
-    served = tmp_path / "served.pth"
-    torch.manual_seed(1)
-    torch.save(torchvision.models.alexnet().state_dict(), served)
+    served = standin_alexnet_file
     fetched = []
 
     def transfer(url, dst, hash_prefix=None, progress=True):

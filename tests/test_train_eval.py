@@ -19,7 +19,7 @@ from PIL import Image
 from nerfinternals.data.synthetic import generate_blender_scene
 from nerfinternals.eval import ActivationDerivedDensity, evaluate
 from nerfinternals.loading import InputError
-from tests.runs import NS_TRAIN, run_eval, train
+from tests.runs import NS_TRAIN, link_standin_alexnet, run_eval, train
 
 OURS = ["activation-nerf", "activation-mipnerf", "activation-nerfacto"]
 
@@ -37,14 +37,9 @@ def offline_home(work) -> Path:
 
 
 @pytest.fixture(scope="session")
-def standin_home(work) -> Path:
+def standin_home(work, standin_alexnet_file) -> Path:
     """A torch hub holding a random AlexNet under the real file name: stock models build offline."""
-    import torchvision
-
-    path = work / "torch_home_standin" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
-    path.parent.mkdir(parents=True)
-    torch.save(torchvision.models.alexnet().state_dict(), path)
-    return work / "torch_home_standin"
+    return link_standin_alexnet(work / "torch_home_standin", standin_alexnet_file)
 
 
 @pytest.fixture(scope="session")
