@@ -5,9 +5,10 @@ views only.
 Mip-NeRF's density grid evaluates each node as a Gaussian whose per-axis variance is ``variance`` times the
 cell size squared (0: a point). For each candidate variance the grid is filled anew and the grid sampler,
 empty rays skipped, renders the run's *selection views* (:mod:`nerfinternals.views`: the val split of a
-Blender run whose val cameras are its own, else every other eval image by name) at each ``--fine-samples`` budget; stock renders them too. The choice is the variance with the
-highest PSNR, averaged over the budgets (ties: the first candidate). The report views are named in the
-output and never rendered here. Writes ``cell_variance.json`` and ``cell_variance.md``.
+Blender run whose val cameras are its own, else every other eval image by name) at each
+``--fine-samples`` budget; stock renders them too. The choice is the variance with the highest PSNR,
+averaged over the budgets (ties: the first candidate). The report views are named in the output and
+never rendered here. Writes ``cell_variance.json`` and ``cell_variance.md``.
 
     python -m benchmarks.choose_cell_variance \\
         --load-config ../shared/checkpoints/lego400/activation-mipnerf/run/config.yml --rescale 0.125 \\

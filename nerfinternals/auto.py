@@ -3,8 +3,9 @@
 Every candidate configuration (:func:`candidates`: samplers x final-pass budgets x the probe and skipping
 options) and the stock sampler render the run's selection views (:mod:`nerfinternals.views`: the val split
 where the data has one of its own (its own cameras, not the test split's), else every other eval image by
-name; never an image the choice is reported on) in one process, at the precision, resolution and near plane asked for; the fastest candidate (total synchronised wall time,
-after a warm-up) whose mean PSNR is at least stock's minus the budget is chosen. If none is, the choice is
+name; never an image the choice is reported on) in one process, at the precision, resolution and near
+plane asked for; the fastest candidate (total synchronised wall time, after a warm-up) whose mean PSNR
+is at least stock's minus the budget is chosen. If none is, the choice is
 the stock sampler. The choice, every candidate's figures and why are written to
 ``<run dir>/nerfinternals_auto.json`` with the selection and report views by name, which later
 ``--auto`` calls (``eval.py``, ``ns-internals-render``) reuse only while every one of its :func:`conditions`
