@@ -74,7 +74,7 @@ examples:
       --methods activation-nerf activation-mipnerf --output-root outputs/blender \\
       --eval-args="--layer 0 1 2 --fct 1" -- --max-num-iterations 30000
 
-  # SLURM (sbatch, srun and sacct on PATH; the output root on a shared file system): the
+  # SLURM (sbatch, srun, sinfo and sacct on PATH; the output root on a shared file system): the
   # trainings as one job array (8 at a time), each eval waiting on its own training (afterok),
   # collect after all; the command returns once the jobs are submitted.
   ns-internals-sweep --data-root /shared/nerf_llff_data --dataparser llff-data \\
@@ -349,6 +349,28 @@ def check_slurm_args(args) -> None:
             raise SweepError(f"--{name.replace('_', '-')} must be positive, got {value}")
     if args.slurm_mem and not re.fullmatch(r"\d+(\.\d+)?[KMGT]?B?", args.slurm_mem, re.I):
         raise SweepError(f"--slurm-mem: cannot read {args.slurm_mem!r} (e.g. 32G or 64000M)")
+    slurm_minutes(args.slurm_time)
+    slurm_extra(args.slurm_extra)
+    check_controller()
+
+
+def check_controller(timeout: float = 30) -> None:
+    """Refuse before submitting anything when no SLURM controller answers ``sinfo`` (a client installed
+    without a configuration, a controller that is down or unreachable)."""
+    sinfo = shutil.which("sinfo")
+    if sinfo is None:
+        raise SweepError("--executor slurm needs sinfo on PATH to reach the SLURM controller")
+    try:
+        answer = subprocess.run(
+            [sinfo, "--noheader", "--format=%P"], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise SweepError(
+            f"no SLURM controller answered sinfo within {timeout:.0f} s: nothing submitted"
+        ) from None
+    if answer.returncode != 0:
+        said = " ".join((answer.stderr or answer.stdout).split()) or f"exit status {answer.returncode}"
+        raise SweepError(f"no SLURM controller answers (sinfo: {said}): nothing submitted")
 
 
 # ---- planning ----------------------------------------------------------------------------------
@@ -680,8 +702,6 @@ def sweep(argv: list[str] | None, console: Console) -> int:
         raise SweepError(f"the collect stage needs {COLLECT_SCRIPT} (a source checkout of nerfinternals)")
     if args.executor == "slurm":
         check_slurm_args(args)
-        slurm_minutes(args.slurm_time)
-        slurm_extra(args.slurm_extra)
         if state_path(args.output_root).is_file():
             executor, earlier = load_jobs(args.output_root)
             if executor == "slurm":

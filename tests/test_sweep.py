@@ -38,6 +38,13 @@ echo "sbatch $*" >> "$FAKE_SLURM/calls"
 cp "${@: -1}" "$FAKE_SLURM/job_$n.sh"
 if [[ " $* " == *" --parsable "* ]]; then echo "$n"; else echo "Submitted batch job $n"; fi
 """
+SINFO = """#!/usr/bin/env bash
+echo "sinfo $*" >> "$FAKE_SLURM/calls"
+if [ -e "$FAKE_SLURM/controller_down" ]; then
+  echo "sinfo: fatal: Could not establish a configuration source" >&2; exit 1
+fi
+echo "debug*"
+"""
 QUERY = """#!/usr/bin/env bash
 echo "{name} $*" >> "$FAKE_SLURM/calls"
 cat "$FAKE_SLURM/{name}.out" 2>/dev/null
@@ -55,6 +62,7 @@ def slurm(tmp_path, monkeypatch) -> Path:
         ("srun", "#!/bin/sh\nexit 0\n"),
         ("sacct", QUERY.format(name="sacct")),
         ("squeue", QUERY.format(name="squeue")),
+        ("sinfo", SINFO),
     ):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
@@ -241,11 +249,10 @@ def test_bad_input_is_one_line_and_submits_nothing(slurm, sweep_here, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "llff" / "fern").mkdir(parents=True)
     (tmp_path / "llff" / "fern" / "poses_bounds.npy").write_bytes(b"")
-    no_slurm = {
-        "PATH": os.pathsep.join(
-            p for p in os.environ["PATH"].split(os.pathsep) if p != str(slurm.parent / "slurm_bin")
-        )
-    }
+    # A PATH this test controls: the console script's interpreter is an absolute path, so nothing else
+    # is needed, and a SLURM client that the machine may have installed is not found.
+    (tmp_path / "bare_bin").mkdir()
+    no_slurm = {"PATH": str(tmp_path / "bare_bin")}
     cases = [
         (["--data-root", str(data), "--executor", "slurm"], no_slurm, "--executor slurm needs sbatch and srun on PATH"),
         (["--data-root", str(tmp_path / "empty")], None, "no scene folders in"),
@@ -268,6 +275,22 @@ def test_bad_input_is_one_line_and_submits_nothing(slurm, sweep_here, tmp_path):
         assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
         assert message in result.stderr, result.stderr
     assert not (slurm / "calls").exists() and not (tmp_path / "out").exists()
+
+
+def test_no_controller_is_one_line_and_submits_nothing(slurm, sweep_here, tmp_path):
+    """sbatch and srun installed, but sinfo reaches no controller (a client without a configuration)."""
+    data = blender_stubs(tmp_path / "data", ["lego"])
+    (slurm / "controller_down").touch()
+    result = sweep_here(
+        "--data-root", str(data), "--executor", "slurm", "--output-root", str(tmp_path / "out")
+    )
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr == (
+        "error: no SLURM controller answers (sinfo: sinfo: fatal: Could not establish a configuration "
+        "source): nothing submitted\n"
+    )
+    calls = (slurm / "calls").read_text().splitlines()
+    assert [c.split()[0] for c in calls] == ["sinfo"] and not (tmp_path / "out").exists()
 
 
 def test_help_shows_an_example_for_each_executor():
