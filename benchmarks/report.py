@@ -67,6 +67,10 @@ def _speed_line(label: str, x: dict | None) -> str:
     if x is None:
         return f"{label}: none within the budget on the selection views"
     line = f"{label}: {x['name']} {x['speedup']:.2f}x ({x['time_ratio']:.3f}, {x['psnr_delta']:+.2f} dB"
+    if x.get("selection_psnr_delta") is not None:
+        line += f" on the report views, {x['selection_psnr_delta']:+.2f} dB on the selection views"
+        if x.get("selection_psnr_delta_worst_view") is not None:
+            line += f" (worst {x['selection_psnr_delta_worst_view']:+.2f})"
     if not x.get("within_on_report_views", True):
         line += ", outside the budget on the report views"
     if x.get("fill_seconds") is not None:

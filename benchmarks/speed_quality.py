@@ -70,7 +70,7 @@ from nerfinternals.metrics import LPIPS_BACKBONE, image_metrics
 from nerfinternals.models.inference import check_fine_samples, check_grid_resolution, check_initial_samples
 from nerfinternals.precision import Precision, as_float32, check_precision, precision_scope
 from nerfinternals.utils import ALLOCATORS, machine_name, synchronize, use_allocator, warmup_crop
-from nerfinternals.views import split_views
+from nerfinternals.views import SELECTION_RULE, split_views, worst_view_delta
 
 CONSOLE = Console(width=140)
 
@@ -114,6 +114,10 @@ class SpeedQuality:
     """At most N selection views and N report views (default: all; nerfinternals/views.py has the rule)."""
     memory: bool = True
     """Measure every method's peak memory in an untimed render of the first report view."""
+    selection: Literal["eval", "train"] = "eval"
+    """Choose on eval images never reported on ("eval": the val split, else every other eval image by name) or on evenly spaced training cameras ("train": every eval image reports)."""
+    train_views: int = 8
+    """--selection train: how many training cameras to choose on."""
     selection_images: int | None = None
     """At most N selection views (default: as --max-images); fewer save time on slow models."""
     selection_repeats: int | None = None
@@ -508,6 +512,10 @@ def summarise(
             for tag, base_precision in (("", reference), ("_same_precision", precision)):
                 row[f"time_ratio{tag}"] = row["t"] / mean_of("base", base_precision, "t")
                 row[f"psnr_delta{tag}"] = row["psnr"] - mean_of("base", base_precision, "psnr")
+                row[f"psnr_delta_worst_view{tag}"] = worst_view_delta(
+                    [e["psnr"] for e in entry["images"]],
+                    [e["psnr"] for e in measured[("base", base_precision)]["images"]],
+                )
                 row[f"ssim_delta{tag}"] = row["ssim"] - mean_of("base", base_precision, "ssim")
             row.update(fill_figures(fills.get(m.name), row["t"], mean_of("base", reference, "t")))
             rows[m.name + _suffix(precision, cfg)] = row
@@ -572,7 +580,7 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
         model.set_inference(keep_near_plane=cfg.keep_near_plane)
     except ValueError as err:
         raise InputError(str(err)) from None
-    split = split_views(pipeline.datamanager, cfg.max_images)
+    split = split_views(pipeline.datamanager, cfg.max_images, cfg.selection, cfg.train_views)
     if cfg.selection_images is not None:
         keep = slice(0, cfg.selection_images)
         selection = split.selection
@@ -628,6 +636,7 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
                 **r,
                 "time_ratio": r["time_ratio_same_precision"],
                 "psnr_delta": r["psnr_delta_same_precision"],
+                "psnr_delta_worst_view": r["psnr_delta_worst_view_same_precision"],
             }
             for n, r in rows[side].items()
             if r["precision"] == precision
@@ -655,6 +664,7 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
         **split.record(),
         "num_images": num["report"],
         "num_selection_images": num["selection"],
+        "selection_rule": SELECTION_RULE,
         "image_shape": image_shape,
         "rescale": cfg.rescale,
         "keep_near_plane": cfg.keep_near_plane,
@@ -677,6 +687,8 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
                     "psnr_delta",
                     "time_ratio_same_precision",
                     "psnr_delta_same_precision",
+                    "psnr_delta_worst_view",
+                    "psnr_delta_worst_view_same_precision",
                 )
             }
             for n, r in rows["selection"].items()

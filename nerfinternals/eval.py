@@ -106,9 +106,13 @@ class ActivationDerivedDensity:
     rescale: float = 1.0
     """Render the eval cameras at this fraction of their resolution (targets area-averaged to match), e.g. 0.125 for 400 px full-size runs on a CPU."""
     auto: bool = False
-    """Ignore --sampler/--fine-samples/--skip-empty/--layer/--fct/--upsample/--gate/--probe-samples/--in-box: evaluate, on the report views only, the fastest configuration of any sampler and budget whose PSNR on the run's selection views (its val split, else every other eval image by name; docs/evaluation.md) is within --max-psnr-drop of stock (chosen once and recorded in the run folder as nerfinternals_auto.json; reused only while the machine and device, --rescale, --precision, --max-psnr-drop, --keep-near-plane and the config's and checkpoint's contents are the same)."""
+    """Ignore --sampler/--fine-samples/--skip-empty/--layer/--fct/--upsample/--gate/--probe-samples/--in-box: evaluate, on the report views only, the fastest configuration of any sampler and budget whose PSNR on every one of the run's selection views (its val split, else every other eval image by name, or training cameras with --auto-selection train; docs/evaluation.md) is within --max-psnr-drop of stock's (chosen once and recorded in the run folder as nerfinternals_auto.json; reused only while the machine and device, --rescale, --precision, --max-psnr-drop, --keep-near-plane and the config's and checkpoint's contents are the same)."""
     max_psnr_drop: float = 0.1
-    """--auto: the PSNR budget in dB against the stock sampler."""
+    """--auto: the PSNR budget in dB against the stock sampler, held on every selection view."""
+    auto_selection: Literal["eval", "train"] = "eval"
+    """--auto: choose on eval images never reported on ("eval": the val split, else every other eval image by name) or on evenly spaced training cameras ("train": every eval image is then reported on)."""
+    auto_train_views: int = 8
+    """--auto --auto-selection train: how many training cameras to choose on."""
     run_normal: bool = True
     """Also render with the stock coarse-to-fine pipeline (the baseline for metrics and times)."""
     output_dir: str = "eval"
@@ -225,6 +229,8 @@ def _experiments(
             rescale=cfg.rescale,
             keep_near_plane=cfg.keep_near_plane,
             max_images=cfg.max_images,
+            selection=cfg.auto_selection,
+            train_views=cfg.auto_train_views,
             console=CONSOLE,
         )
         settings = {**model.inference_settings(), **record["chosen"]}
@@ -277,7 +283,7 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
     experiments, record = _experiments(cfg, model, config.method_name, fcts)
     views_record = {}
     if record is not None:  # --auto: evaluate on the report views only
-        split = split_views(pipeline.datamanager, cfg.max_images)
+        split = split_views(pipeline.datamanager, cfg.max_images, cfg.auto_selection, cfg.auto_train_views)
         shared = sorted(set(record["selection_views"]) & set(split.report.names))
         if shared:
             raise InputError(

@@ -332,6 +332,21 @@ def test_speed_targets_pick_the_fastest_within_the_budget_per_estimate():
     assert speed["alternatives"]["name"] == "coarse"
 
 
+def test_fastest_within_holds_the_budget_on_every_selection_view():
+    """A row within the budget on the mean of its views but not on one of them is not picked; rows without
+    per-view figures are judged on their mean."""
+    rows = {
+        "base": _row("base", 1.0, 30.0),
+        "fast": {**_row("ours", 0.2, 30.0), "psnr_delta_worst_view": -0.4},  # mean 0.0, one view -0.4
+        "slower": {**_row("ours", 0.3, 29.95), "psnr_delta_worst_view": -0.08},
+    }
+    assert targets.fastest_within(rows) == "slower"
+    assert targets.fastest_within({k: rows[k] for k in ("base", "fast")}) == "base"
+    assert targets.fastest_within({"fast": _row("ours", 0.2, 30.0)}) == "fast"
+    pick = targets.targets(rows, rows)["speed"]["product"]
+    assert pick["name"] == "slower" and pick["selection_psnr_delta_worst_view"] == -0.08
+
+
 def test_targets_choose_on_the_selection_views_and_report_the_report_views():
     """The fastest within the budget is chosen on the selection rows; its figures are the report rows'. A pick
     that misses the budget on the report views says so; the report rows' own fastest is not chosen."""

@@ -541,6 +541,42 @@ def test_views_of_a_blender_val_split_that_repeats_test_cameras_alternate(tmp_pa
     )
 
 
+def test_views_on_training_cameras_select_evenly_spaced_and_every_eval_image_reports(tmp_path):
+    """selection="train": N training cameras, first to last evenly spaced by name (numbers by value), select;
+    every test image reports (--max-images N keeps N); no image is on both sides."""
+    from nerfinternals.data.synthetic import generate_blender_scene
+    from nerfinternals.loading import InputError
+    from nerfinternals.views import TRAIN, split_views
+
+    scene = generate_blender_scene(tmp_path / "s", width=8, height=8, num_train=11, num_val=2, num_test=3)
+    split = split_views(_blender_datamanager(scene), selection="train", train_views=3)
+    assert split.rule == TRAIN.format(n=3)
+    # 11 training images r_0..r_10: positions 0, 5 and 10 of the name order
+    assert split.selection.names == ["train/r_0.png", "train/r_5.png", "train/r_10.png"]
+    assert split.report.names == ["test/r_0.png", "test/r_1.png", "test/r_2.png"]
+    dataset = split.selection.dataset
+    assert [dataset._dataparser_outputs.image_filenames[i].name for i in split.selection.indices] == [
+        "r_0.png",
+        "r_5.png",
+        "r_10.png",
+    ]
+    every = split_views(_blender_datamanager(scene), max_images=2, selection="train", train_views=20)
+    assert len(every.selection.names) == 11 and every.report.names == ["test/r_0.png", "test/r_1.png"]
+    with pytest.raises(InputError, match="at least 1 of them, got 0"):
+        split_views(_blender_datamanager(scene), selection="train", train_views=0)
+
+
+def test_worst_view_delta_is_the_lowest_per_view_difference():
+    from nerfinternals.views import evenly_spaced, worst_view_delta
+
+    # mean difference +0.1 dB, but the second view loses 0.3 dB: the rule holds the budget against -0.3
+    assert worst_view_delta([30.5, 29.7, 31.1], [30.0, 30.0, 31.0]) == pytest.approx(-0.3)
+    with pytest.raises(ValueError):
+        worst_view_delta([30.0], [30.0, 29.0])
+    assert evenly_spaced(5, 2) == [0, 4] and evenly_spaced(3, 8) == [0, 1, 2] and evenly_spaced(7, 1) == [0]
+    assert evenly_spaced(100, 4) == [0, 33, 66, 99]
+
+
 LEGO400 = Path(__file__).resolve().parents[2] / "shared" / "lego400"
 
 
