@@ -17,7 +17,7 @@ import torch
 from benchmarks import alternatives, speed_quality, targets
 from nerfinternals.common import camera_rays
 from nerfinternals.data.synthetic import generate_blender_scene
-from nerfinternals.loading import load_pipeline
+from nerfinternals.loading import InputError, load_pipeline
 from tests.runs import REPO, camera_bundle, on_cpu, train
 
 SHIPPED = sorted((REPO / "outputs" / "demo").glob("*/*/run/config.yml"))
@@ -621,3 +621,40 @@ def test_goal_lines_say_met_short_and_outside_the_budget():
         "goal ≥ 5x at d within 0.1 dB: missed by 1.00x (20 % short; grid 64^3: 4.00x, and outside 0.1 dB on the "
         "report views)"
     )
+
+
+def test_selection_views_measures_training_cameras_against_every_eval_image(tmp_path):
+    """benchmarks.selection_views on the shipped NeRF run: the named training cameras and eval images are
+    disjoint; stock's PSNR on each training camera is nerfstudio's PSNR of the stock render of that image;
+    an existing output is refused."""
+    from benchmarks.selection_views import SelectionViews, measure
+    from nerfinternals.common import eval_views
+    from nerfinternals.views import split_views
+
+    run = REPO / "outputs/demo/spheres/activation-nerf/run/config.yml"
+    if not run.is_file():
+        pytest.skip("no shipped activation-nerf run")
+    cfg = SelectionViews(
+        load_config=run,
+        output=tmp_path / "sel.json",
+        rescale=0.25,
+        train_views=2,
+        max_images=1,
+        num_candidates=2,
+    )
+    result = measure(cfg)
+    assert (
+        all(n.startswith("train/") for n in result["selection_views"]) and len(result["selection_views"]) == 2
+    )
+    assert result["report_views"] == ["test/r_0.png"]
+    assert len(result["rows"]) == 2 and json.loads(cfg.output.read_text())["rows"] == result["rows"]
+    _, pipeline, _, _ = load_pipeline(run, device="cpu")
+    side = split_views(pipeline.datamanager, 1, "train", 2).selection
+    views = eval_views(pipeline.model, side.loader("cpu"), None, 0.25)
+    with torch.inference_mode():
+        for (_, bundle, target), stock in zip(views, result["psnr"]["train"]["stock"], strict=True):
+            rgb = pipeline.model.render_stock(bundle)["rgb_fine"]
+            expected = float(pipeline.model.psnr(rgb.permute(2, 0, 1)[None], target.permute(2, 0, 1)[None]))
+            assert stock == pytest.approx(expected, abs=1e-4)
+    with pytest.raises(InputError, match="exists"):
+        measure(cfg)
