@@ -623,17 +623,20 @@ def test_goal_lines_say_met_short_and_outside_the_budget():
     )
 
 
-def test_selection_views_measures_training_cameras_against_every_eval_image(tmp_path):
+def test_selection_views_measures_training_cameras_against_every_eval_image(tmp_path, monkeypatch):
     """benchmarks.selection_views on the shipped NeRF run: the named training cameras and eval images are
     disjoint; stock's PSNR on each training camera is nerfstudio's PSNR of the stock render of that image;
     an existing output is refused."""
     from benchmarks.selection_views import SelectionViews, measure
     from nerfinternals.common import eval_views
+    from nerfinternals.demo import DEMO_SCENE, ensure_scene
     from nerfinternals.views import split_views
 
     run = REPO / "outputs/demo/spheres/activation-nerf/run/config.yml"
     if not run.is_file():
         pytest.skip("no shipped activation-nerf run")
+    monkeypatch.chdir(REPO)  # the shipped config names its data relative to the repo
+    ensure_scene(REPO / DEMO_SCENE)
     cfg = SelectionViews(
         load_config=run,
         output=tmp_path / "sel.json",
