@@ -23,10 +23,10 @@ from rich.console import Console
 from rich.table import Table
 
 from nerfinternals.auto import candidates, label
-from nerfinternals.common import progress_bar, write_json
+from nerfinternals.common import progress_bar, rgb_output, write_json
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import image_metrics
-from nerfinternals.views import evenly_spaced, split_views, worst_view_delta
+from nerfinternals.views import TRAIN_VIEWS, evenly_spaced, split_views, worst_view_delta
 
 CONSOLE = Console(width=140)
 
@@ -39,7 +39,7 @@ class SelectionViews:
     """Where the figures go (JSON); never overwritten unless --overwrite."""
     rescale: float = 0.125
     """Render every view at this fraction of its resolution."""
-    train_views: int = 8
+    train_views: int = TRAIN_VIEWS
     """Training cameras, evenly spaced by name."""
     max_images: int | None = None
     """At most N eval images (default: all)."""
@@ -64,9 +64,9 @@ def measure(cfg: SelectionViews) -> dict:
     model = pipeline.model
     model.set_inference()
     split = split_views(pipeline.datamanager, cfg.max_images, "train", cfg.train_views)
-    every = candidates(model, model.inference_settings()["grid_resolution"])
-    chosen = [every[i] for i in evenly_spaced(len(every), cfg.num_candidates)]
     current = model.inference_settings()
+    every = candidates(model, current["grid_resolution"])
+    chosen = [every[i] for i in evenly_spaced(len(every), cfg.num_candidates)]
     sides = {"train": split.selection, "eval": split.report}
     psnrs: dict[str, dict[str, list[float]]] = {side: {"stock": []} for side in sides}
     progress = progress_bar(CONSOLE)
@@ -75,8 +75,7 @@ def measure(cfg: SelectionViews) -> dict:
         task = progress.add_task("rendering", total=total)
         for side, views in sides.items():
             for _, bundle, target in views.views(model, cfg.rescale):
-                outputs = model.render_stock(bundle)
-                rgb = outputs["rgb_fine"] if "rgb_fine" in outputs else outputs["rgb"]
+                rgb = rgb_output(model.render_stock(bundle))
                 psnrs[side]["stock"].append(image_metrics(rgb.float(), target, None)["psnr"])
                 progress.advance(task)
                 for settings in chosen:

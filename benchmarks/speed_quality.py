@@ -70,7 +70,7 @@ from nerfinternals.metrics import LPIPS_BACKBONE, image_metrics
 from nerfinternals.models.inference import check_fine_samples, check_grid_resolution, check_initial_samples
 from nerfinternals.precision import Precision, as_float32, check_precision, precision_scope
 from nerfinternals.utils import ALLOCATORS, machine_name, synchronize, use_allocator, warmup_crop
-from nerfinternals.views import SELECTION_RULE, split_views, worst_view_delta
+from nerfinternals.views import SELECTION_RULE, SELECTIONS, TRAIN_VIEWS, split_views, worst_view_delta
 
 CONSOLE = Console(width=140)
 
@@ -114,9 +114,9 @@ class SpeedQuality:
     """At most N selection views and N report views (default: all; nerfinternals/views.py has the rule)."""
     memory: bool = True
     """Measure every method's peak memory in an untimed render of the first report view."""
-    selection: Literal["eval", "train"] = "eval"
+    selection: Literal[SELECTIONS] = "eval"
     """Choose on eval images never reported on ("eval": the val split, else every other eval image by name) or on evenly spaced training cameras ("train": every eval image reports)."""
-    train_views: int = 8
+    train_views: int = TRAIN_VIEWS
     """--selection train: how many training cameras to choose on."""
     selection_images: int | None = None
     """At most N selection views (default: as --max-images); fewer save time on slow models."""

@@ -27,7 +27,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from nerfinternals.common import mean_or_none, timed, write_json
+from nerfinternals.common import mean_or_none, rgb_output, timed, write_json
 from nerfinternals.internals import FCT_NAMES, num_probe_layers
 from nerfinternals.loading import InputError, checkpoint_path, load_pipeline, read_config
 from nerfinternals.metrics import image_metrics
@@ -35,7 +35,7 @@ from nerfinternals.models.inference import MAX_GRID_RESOLUTION
 from nerfinternals.precision import precision_scope
 from nerfinternals.utils import allocator_in_effect, machine_name, warmup_crop
 from nerfinternals.views import RULE as VIEWS_RULE
-from nerfinternals.views import SELECTION_RULE, split_views, worst_view_delta
+from nerfinternals.views import SELECTION_RULE, TRAIN_VIEWS, split_views, worst_view_delta
 
 AUTO_FILE = "nerfinternals_auto.json"
 
@@ -193,7 +193,7 @@ MEASURED_AT = {
     "rescale": 1.0,
     "keep_near_plane": False,
     "selection": "eval",
-    "train_views": 8,
+    "train_views": TRAIN_VIEWS,
 }
 """How the candidates are rendered when not asked otherwise (conditions of a choice, with the device)."""
 
@@ -225,7 +225,7 @@ def choose(
     keep_near_plane: bool = False,
     max_images: int | None = None,
     selection: str = "eval",
-    train_views: int = 8,
+    train_views: int = TRAIN_VIEWS,
     console: Console | None = None,
 ) -> dict:
     """Measure every candidate on the run's selection views (``selection``: :func:`split_views`'), choose the
@@ -256,9 +256,8 @@ def choose(
         for _, bundle, target in views:
             with precision_scope(precision, model.device):
                 outputs, t = timed(model.device, lambda bundle=bundle: render(bundle))
-            rgb = outputs["rgb_fine"] if "rgb_fine" in outputs else outputs["rgb"]
             times.append(t)
-            psnrs.append(image_metrics(rgb.float(), target, None)["psnr"])
+            psnrs.append(image_metrics(rgb_output(outputs).float(), target, None)["psnr"])
         return {"t": sum(times), "psnr": mean_or_none(psnrs), "psnrs": psnrs}
 
     start = time.perf_counter()

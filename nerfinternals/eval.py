@@ -64,7 +64,7 @@ from nerfinternals.models.inference import (
 )
 from nerfinternals.precision import Precision, check_precision, precision_scope
 from nerfinternals.utils import ALLOCATORS, allocator_in_effect, use_allocator, warmup_crop
-from nerfinternals.views import split_views
+from nerfinternals.views import SELECTIONS, TRAIN_VIEWS, split_views
 
 CONSOLE = Console(width=120)
 
@@ -109,9 +109,9 @@ class ActivationDerivedDensity:
     """Ignore --sampler/--fine-samples/--skip-empty/--layer/--fct/--upsample/--gate/--probe-samples/--in-box: evaluate, on the report views only, the fastest configuration of any sampler and budget whose PSNR on every one of the run's selection views (its val split, else every other eval image by name, or training cameras with --auto-selection train; docs/evaluation.md) is within --max-psnr-drop of stock's (chosen once and recorded in the run folder as nerfinternals_auto.json; reused only while the machine and device, --rescale, --precision, --max-psnr-drop, --keep-near-plane and the config's and checkpoint's contents are the same)."""
     max_psnr_drop: float = 0.1
     """--auto: the PSNR budget in dB against the stock sampler, held on every selection view."""
-    auto_selection: Literal["eval", "train"] = "eval"
+    auto_selection: Literal[SELECTIONS] = "eval"
     """--auto: choose on eval images never reported on ("eval": the val split, else every other eval image by name) or on evenly spaced training cameras ("train": every eval image is then reported on)."""
-    auto_train_views: int = 8
+    auto_train_views: int = TRAIN_VIEWS
     """--auto --auto-selection train: how many training cameras to choose on."""
     run_normal: bool = True
     """Also render with the stock coarse-to-fine pipeline (the baseline for metrics and times)."""

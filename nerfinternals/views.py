@@ -46,13 +46,16 @@ RULE = "val split selects unless it shares a file or a camera with the test spli
 SELECTION_RULE = "within the budget on every selection view"
 """How a configuration is judged on the selection views (a condition of ``--auto``'s recorded choices)."""
 SELECTIONS = ("eval", "train")
+"""Where the selection views come from: eval images never reported on, or training cameras."""
+TRAIN_VIEWS = 8
+"""How many training cameras select by default with ``selection="train"``."""
 
 
 def worst_view_delta(psnrs: list[float], base_psnrs: list[float]) -> float:
     """The lowest per-view PSNR difference to base (both in the same view order): what
     :data:`SELECTION_RULE` holds against the budget."""
-    if len(psnrs) != len(base_psnrs) or not psnrs:
-        raise ValueError(f"{len(psnrs)} PSNRs against {len(base_psnrs)} of base")
+    if not psnrs:
+        raise ValueError("no views")
     return min(p - b for p, b in zip(psnrs, base_psnrs, strict=True))
 
 
@@ -133,7 +136,7 @@ def _names(outputs, root: Path | None) -> list[str]:
 
 
 def split_views(
-    datamanager, max_images: int | None = None, selection: str = "eval", train_views: int = 8
+    datamanager, max_images: int | None = None, selection: str = "eval", train_views: int = TRAIN_VIEWS
 ) -> ViewSplit:
     """The selection and report views of a pipeline's datamanager (module docstring for the rules)."""
     if selection not in SELECTIONS:
@@ -144,14 +147,6 @@ def split_views(
     if root is not None and root.is_file():
         root = root.parent
     outputs = {"test": parser.get_dataparser_outputs(split="test")}
-    try:
-        outputs["val"] = parser.get_dataparser_outputs(split="val")
-    except Exception:  # no val split (a Blender folder without transforms_val.json, a split list without one)
-        outputs["val"] = None
-    files = {
-        split: [str(Path(p).resolve()) for p in o.image_filenames] if o else []
-        for split, o in outputs.items()
-    }
 
     def dataset(split: str):
         return datamanager.dataset_type(
@@ -173,6 +168,14 @@ def split_views(
         if not sides[1].indices:
             raise InputError("no eval images to report on")
         return ViewSplit(*sides, rule=TRAIN.format(n=len(sides[0].indices)))
+    try:
+        outputs["val"] = parser.get_dataparser_outputs(split="val")
+    except Exception:  # no val split (a Blender folder without transforms_val.json, a split list without one)
+        outputs["val"] = None
+    files = {
+        split: [str(Path(p).resolve()) for p in o.image_filenames] if o else []
+        for split, o in outputs.items()
+    }
     separate = (
         files["val"]
         and files["test"]
