@@ -148,6 +148,28 @@ def check_rescale(factor: float) -> None:
         raise InputError(f"--rescale must be in (0, 1], got {factor}")
 
 
+SSIM_MIN_SIDE = 6
+"""The smallest image side SSIM takes: torchmetrics reflect-pads each side by 5 px (half its 11 px
+Gaussian window), which needs a side longer than the pad."""
+
+
+def rendered_side(side: int, rescale: float) -> int:
+    """An image side at ``rescale``, rounded as nerfstudio's ``Cameras.rescale_output_resolution`` does."""
+    return int(side * rescale) if rescale != 1.0 else side
+
+
+def check_render_size(height: int, width: int, rescale: float, what: str = "the smallest eval image") -> None:
+    """InputError when an image of ``height`` x ``width`` renders too small at ``rescale`` for SSIM."""
+    h, w = rendered_side(height, rescale), rendered_side(width, rescale)
+    if min(h, w) < SSIM_MIN_SIDE:
+        need = SSIM_MIN_SIDE / min(height, width)
+        hint = f"--rescale {math.ceil(need * 1000) / 1000:g} or more" if need <= 1 else "larger images"
+        raise InputError(
+            f"--rescale {rescale:g} renders {what} ({width} x {height} px) at {w} x {h} px: SSIM needs at "
+            f"least {SSIM_MIN_SIDE} px a side ({hint})"
+        )
+
+
 def resize_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """An (H, W, C) image resized to (height, width): each output pixel the mean of the input area it covers."""
     if tuple(image.shape[:2]) == (height, width):

@@ -37,6 +37,7 @@ from rich.table import Table
 from nerfinternals import cost
 from nerfinternals.common import (
     check_output,
+    check_render_size,
     check_rescale,
     eval_views,
     fct_names,
@@ -280,6 +281,8 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
         raise InputError(
             f"no eval images in the run's data ({config.pipeline.datamanager.data or 'dataparser data'})"
         )
+    cameras = pipeline.datamanager.eval_dataset.cameras
+    check_render_size(int(cameras.height.min()), int(cameras.width.min()), cfg.rescale)
     experiments, record = _experiments(cfg, model, config.method_name, fcts)
     views_record = {}
     if record is not None:  # --auto: evaluate on the report views only

@@ -31,6 +31,10 @@ LPIPS_BACKBONE = "alex"
 """LPIPS backbone (torchmetrics' and nerfstudio's default); papers often report VGG instead."""
 
 
+LPIPS_MIN_SIDE = 31
+"""The smallest image side LPIPS (AlexNet) takes: below it the second max-pool has no output (conv 11 /
+stride 4 then two 3 / 2 pools). Smaller images get a null LPIPS (one warning), not a crash."""
+
 NO_DOWNLOAD_ENV = "NERFINTERNALS_NO_DOWNLOAD"
 """Set to 1 to never download the AlexNet weights (the test suite sets it)."""
 DOWNLOAD_TIMEOUT_S = 15.0
@@ -77,6 +81,7 @@ class OfflineLPIPS(nn.Module):
             for p in self.net.net.parameters():
                 p.fill_(math.nan)
         self._state: str = "unloaded"  # -> "ready" | "unavailable"
+        self._warned_small = False
         self._register_load_state_dict_pre_hook(self._keep_own_weights)
 
     def _keep_own_weights(self, state_dict, prefix, *args) -> None:
@@ -112,6 +117,15 @@ class OfflineLPIPS(nn.Module):
         return self._state == "ready"
 
     def forward(self, img1: Tensor, img2: Tensor) -> Tensor:
+        if min(img1.shape[-2:]) < LPIPS_MIN_SIDE:
+            if not self._warned_small:
+                warnings.warn(
+                    f"LPIPS is reported as null for images smaller than {LPIPS_MIN_SIDE} px a side "
+                    f"(got {img1.shape[-1]} x {img1.shape[-2]})",
+                    stacklevel=2,
+                )
+                self._warned_small = True
+            return torch.tensor(math.nan, device=img1.device)
         if not self.available():
             return torch.tensor(math.nan, device=img1.device)
         with torch.no_grad():

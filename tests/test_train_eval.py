@@ -274,6 +274,15 @@ def test_bad_layer_fct_and_output(trained, offline_home, monkeypatch):
     _expect_error(
         r"--fct 3 is out of range: choose from 0\.\.2", load_config=config, fct=(3,), output_dir="e2"
     )
+    # SSIM's 11 px window reflect-pads 5 px a side: a side of 5 px or less cannot be measured (one line,
+    # before anything is rendered, not torchmetrics' error from inside the metrics)
+    _expect_error(
+        r"--rescale 0.2 renders the smallest eval image \((\d+) x \1 px\) at \d x \d px: SSIM needs at "
+        r"least 6 px a side \(--rescale 0\.\d+ or more\)",
+        load_config=config,
+        rescale=0.2,
+        output_dir="e3",
+    )
     _expect_error("inside the checkpoint folder", load_config=config, output_dir="nerfstudio_models/x")
     busy = config.parent / "busy"
     busy.mkdir()
