@@ -27,6 +27,7 @@ import io
 import json
 import math
 import os
+import pickle
 import re
 import shlex
 import shutil
@@ -305,6 +306,50 @@ def eval_flags(eval_args: list[str]) -> dict:
     return settings_flags(cfg)
 
 
+def eval_image_size(dataparser: str, dataparser_args: list[str], data: Path) -> tuple[int, int]:
+    """(height, width) of a scene's smallest eval image, as the dataparser ns-train runs reads it
+    (nerfstudio's own downscale rules); SweepError when it cannot read the scene."""
+    import copy
+
+    import tyro
+    from nerfstudio.configs.dataparser_configs import all_dataparsers
+
+    from nerfinternals.common import _tyro_message
+
+    captured = io.StringIO()
+    with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
+        try:
+            config = tyro.cli(
+                type(all_dataparsers[dataparser]),
+                default=copy.deepcopy(all_dataparsers[dataparser]),
+                args=dataparser_args,
+            )
+        except SystemExit:
+            raise SweepError(f"--dataparser-args: {_tyro_message(captured.getvalue())}") from None
+        config.data = data
+        try:
+            cameras = config.setup().get_dataparser_outputs("test").cameras
+        except Exception as err:  # whatever the dataparser raises on a scene it cannot read
+            said = " ".join(str(err).split())[:300]
+            raise SweepError(
+                f"scene {data}: {dataparser} cannot read it ({type(err).__name__}: {said})"
+            ) from None
+    return int(cameras.height.min()), int(cameras.width.min())
+
+
+def check_eval_sizes(args, scenes: list[str], dataparser_args: list[str], rescale: float) -> None:
+    """Refuse eval settings that render a scene's eval images too small for the metrics, before any job."""
+    from nerfinternals.common import check_render_size
+    from nerfinternals.loading import InputError
+
+    for scene in scenes:
+        height, width = eval_image_size(args.dataparser, dataparser_args, args.data_root.absolute() / scene)
+        try:
+            check_render_size(height, width, rescale, f"the eval images of {scene}")
+        except InputError as err:
+            raise SweepError(f"--eval-args: {err}") from None
+
+
 def scenes_of(args) -> list[str]:
     root: Path = args.data_root
     if root is None:
@@ -338,6 +383,7 @@ def slurm_extra(items: list[str]) -> dict[str, str]:
 
 
 def check_slurm_args(args) -> None:
+    """The SLURM flags, then the cluster: a controller answers and the partition can run such a job."""
     missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
     if missing:
         raise SweepError(
@@ -347,22 +393,57 @@ def check_slurm_args(args) -> None:
         value = getattr(args, name)
         if value < (0 if name == "slurm_gpus_per_job" else 1):
             raise SweepError(f"--{name.replace('_', '-')} must be positive, got {value}")
-    if args.slurm_mem and not re.fullmatch(r"\d+(\.\d+)?[KMGT]?B?", args.slurm_mem, re.I):
-        raise SweepError(f"--slurm-mem: cannot read {args.slurm_mem!r} (e.g. 32G or 64000M)")
+    memory_mb(args.slurm_mem)
     slurm_minutes(args.slurm_time)
     slurm_extra(args.slurm_extra)
-    check_controller()
+    check_resources(args, cluster_partitions())
 
 
-def check_controller(timeout: float = 30) -> None:
-    """Refuse before submitting anything when no SLURM controller answers ``sinfo`` (a client installed
-    without a configuration, a controller that is down or unreachable)."""
+def memory_mb(text: str | None) -> float | None:
+    """``--slurm-mem`` (SLURM's units: a number, K / M / G / T; M when none) in MB."""
+    if not text:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)B?", text.strip(), re.I)
+    if not match:
+        raise SweepError(f"--slurm-mem: cannot read {text!r} (e.g. 32G or 64000M)")
+    return float(match.group(1)) * 1024.0 ** ("KMGT".index(match.group(2).upper() or "M") - 1)
+
+
+@dataclass
+class Partition:
+    """What ``sinfo`` says of a partition: its largest node and its limits."""
+
+    name: str
+    default: bool
+    up: bool
+    cpus: int  # per node
+    memory_mb: int  # per node
+    gpus: int  # per node (GRES gpu)
+    max_minutes: int | None  # None: infinite
+
+
+def _gpus(gres: str) -> int:
+    """GPUs of a node's GRES (``gpu:4``, ``gpu:a100:4(S:0-1)``, several comma-separated; ``(null)``: 0)."""
+    count = 0
+    for item in re.sub(r"\([^)]*\)", "", gres).split(","):
+        parts = item.strip().split(":")
+        if parts[0] == "gpu":
+            count += int(parts[-1]) if parts[-1].isdigit() else 1
+    return count
+
+
+def cluster_partitions(timeout: float = 30) -> dict[str, Partition]:
+    """The cluster's partitions from ``sinfo``; SweepError (nothing submitted) when no controller answers
+    (a client installed without a configuration, a controller that is down or unreachable)."""
     sinfo = shutil.which("sinfo")
     if sinfo is None:
         raise SweepError("--executor slurm needs sinfo on PATH to reach the SLURM controller")
     try:
         answer = subprocess.run(
-            [sinfo, "--noheader", "--format=%P"], capture_output=True, text=True, timeout=timeout
+            [sinfo, "--noheader", "--format=%P|%a|%c|%m|%G|%l"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired:
         raise SweepError(
@@ -371,6 +452,68 @@ def check_controller(timeout: float = 30) -> None:
     if answer.returncode != 0:
         said = " ".join((answer.stderr or answer.stdout).split()) or f"exit status {answer.returncode}"
         raise SweepError(f"no SLURM controller answers (sinfo: {said}): nothing submitted")
+    found: dict[str, Partition] = {}
+    for line in answer.stdout.splitlines():  # one line per partition and kind of node
+        fields = [f.strip() for f in line.split("|")]
+        if len(fields) != 6 or not fields[0]:
+            continue
+        name, avail, cpus, mem, gres, limit = fields
+        number = lambda text: int(re.match(r"\d*", text).group() or 0)  # noqa: E731  "21694+" -> 21694
+        minutes = None if limit in ("infinite", "UNLIMITED", "n/a") else slurm_minutes(limit)
+        part = Partition(
+            name.rstrip("*"),
+            name.endswith("*"),
+            avail == "up",
+            number(cpus),
+            number(mem),
+            _gpus(gres),
+            minutes,
+        )
+        if part.name in found:  # the largest node of the partition
+            old = found[part.name]
+            part.cpus, part.memory_mb = max(part.cpus, old.cpus), max(part.memory_mb, old.memory_mb)
+            part.gpus, part.up = max(part.gpus, old.gpus), part.up or old.up
+        found[part.name] = part
+    return found
+
+
+def check_resources(args, partitions: dict[str, Partition]) -> None:
+    """Refuse what the partition cannot run: a job asking more than its largest node has would stay
+    PENDING for ever (PartitionConfig), or be refused by sbatch after part of the sweep is queued."""
+    names = ", ".join(partitions) or "none"
+    if args.slurm_partition:
+        part = partitions.get(args.slurm_partition)
+        if part is None:
+            raise SweepError(
+                f"--slurm-partition {args.slurm_partition}: no such partition (the cluster has: {names})"
+            )
+    else:
+        part = next((p for p in partitions.values() if p.default), None)
+        if part is None:
+            raise SweepError(
+                f"the cluster has no default partition: choose one with --slurm-partition ({names})"
+            )
+    where = f"partition {part.name}"
+    if not part.up:
+        raise SweepError(f"{where} is not up (sinfo): choose another with --slurm-partition ({names})")
+    if args.slurm_gpus_per_job > part.gpus:
+        has = f"{part.gpus} GPU(s)" if part.gpus else "no GPUs (no GRES gpu)"
+        raise SweepError(
+            f"--slurm-gpus-per-job {args.slurm_gpus_per_job}: the nodes of {where} have {has}"
+            + (" (--slurm-gpus-per-job 0 trains and evaluates on the CPU)" if not part.gpus else "")
+        )
+    if args.slurm_cpus_per_job > part.cpus:
+        raise SweepError(
+            f"--slurm-cpus-per-job {args.slurm_cpus_per_job}: the nodes of {where} have at most {part.cpus} CPUs"
+        )
+    mem = memory_mb(args.slurm_mem)
+    if mem is not None and part.memory_mb and mem > part.memory_mb:
+        raise SweepError(
+            f"--slurm-mem {args.slurm_mem}: the nodes of {where} have at most {part.memory_mb} MB"
+        )
+    minutes = slurm_minutes(args.slurm_time)
+    if part.max_minutes is not None and minutes > part.max_minutes:
+        raise SweepError(f"--slurm-time {args.slurm_time}: {where} allows at most {part.max_minutes} minutes")
 
 
 # ---- planning ----------------------------------------------------------------------------------
@@ -401,20 +544,18 @@ def plan(args, scenes: list[str], train_args: list[str], eval_args: list[str], c
     out: Path = args.output_root.absolute()
     data: Path = args.data_root.absolute() if args.data_root else None
     known = load_eval_args(out)
+    dataparser_args = _split(args.dataparser_args, "--dataparser-args")
     flags: dict = {}
+    if "eval" in args.stages:
+        flags = eval_flags(eval_args)
+        check_eval_sizes(args, scenes, dataparser_args, flags["rescale"])
 
     def evaluated(run: Path, key: str) -> bool:
-        """Whether RUN/EVAL_DIR holds a finished evaluation with these settings (SweepError: other ones).
-
-        The eval.py flags are read (a slow import) only when the sweep's record of this folder's
-        arguments does not already tell."""
+        """Whether RUN/EVAL_DIR holds a finished evaluation with these settings (SweepError: other ones)."""
         if known.get(key) == eval_args and (run / args.eval_dir / "summary.json").is_file():
             return True
-        if not flags:
-            flags.update(eval_flags(eval_args))
         return eval_state(run, args.eval_dir, flags) == "done"
 
-    dataparser_args = _split(args.dataparser_args, "--dataparser-args")
     jobs: list[Job] = []
     trainings: dict[tuple[str, str], int] = {}
     for scene in scenes if "train" in args.stages else []:
@@ -539,46 +680,97 @@ def _expand_ids(job_id: str) -> list[str]:
     return ids
 
 
-def slurm_states(job_ids: list[str]) -> dict[str, tuple[str, str]]:
-    """job id -> (state, elapsed) from sacct, then squeue for what sacct does not know."""
-    found: dict[str, tuple[str, str]] = {}
+FINAL_FAILED = {
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+}
+
+
+def slurm_states(job_ids: list[str]) -> dict[str, tuple[str, str, str]]:
+    """job id -> (state, elapsed, reason) from sacct (accounting), else squeue ``-t all`` (what the
+    controller still holds: finished jobs for MinJobAge, 300 s by default)."""
+    found: dict[str, tuple[str, str, str]] = {}
     if not job_ids:
         return found
     mains = sorted({j.split("_")[0] for j in job_ids})
     queries = (
-        ["sacct", "-X", "-n", "-P", "-o", "JobID,State,Elapsed", "-j", ",".join(mains)],
-        ["squeue", "-h", "-o", "%i|%T|%M", "-j", ",".join(mains)],
+        ["sacct", "-X", "-n", "-P", "-o", "JobID,State,Elapsed,Reason", "-j", ",".join(mains)],
+        ["squeue", "-h", "-t", "all", "-o", "%i|%T|%M|%r", "-j", ",".join(mains)],
     )
     for command in queries:
         if all(j in found for j in job_ids) or shutil.which(command[0]) is None:
             continue
         try:
-            out = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
+            answer = subprocess.run(command, capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.SubprocessError):
             continue
-        for line in out.splitlines():
-            parts = line.strip().split("|")
+        if answer.returncode:  # sacct without accounting: "Slurm accounting storage is disabled"
+            continue
+        for line in answer.stdout.splitlines():
+            parts = [p.strip() for p in line.strip().split("|")]
             if len(parts) < 3:
                 continue
-            state = parts[1].split()[0] if parts[1].strip() else "UNKNOWN"  # "CANCELLED by 123"
-            for job_id in _expand_ids(parts[0].strip()):
-                found.setdefault(job_id, (state, parts[2].strip()))
+            state = parts[1].split()[0] if parts[1] else "UNKNOWN"  # "CANCELLED by 123"
+            reason = parts[3] if len(parts) > 3 and parts[3] not in ("None", "(null)") else ""
+            for job_id in _expand_ids(parts[0]):
+                found.setdefault(job_id, (state, parts[2], reason))
     return found
 
 
+def result_state(job: Job) -> str | None:
+    """COMPLETED / FAILED from the result file submitit writes beside the job's log when the job ends
+    (what tells a final state once the controller has forgotten the job and there is no accounting)."""
+    if not job.log:
+        return None
+    result = Path(job.log.replace("_log.out", "_result.pkl"))
+    try:
+        with result.open("rb") as f:
+            outcome = pickle.load(f)[0]
+    except (OSError, EOFError, pickle.UnpicklingError, IndexError, TypeError, AttributeError, ImportError):
+        return None
+    return {"success": "COMPLETED", "error": "FAILED"}.get(outcome)
+
+
 def refresh_slurm(jobs: list[Job]) -> None:
+    """The jobs' states from SLURM (or their result files), and a note on what a user should look at."""
     states = slurm_states([j.job_id for j in jobs if j.job_id])
     for job in jobs:
         if job.job_id in states:
-            job.state, job.elapsed = states[job.job_id]
+            job.state, job.elapsed, reason = states[job.job_id]
+            job.note = f"waiting: {reason}" if job.state == "PENDING" and reason else ""
+        elif job.job_id and job.state.upper() not in FINAL_FAILED | {"COMPLETED"}:
+            job.state = result_state(job) or job.state
+        if job.state == "FAILED":
+            job.note = f"see {job.log.replace('_log.out', '_log.err')}" if job.log else "failed"
+        elif job.state == "CANCELLED" and job.depends:
+            failed = [jobs[i] for i in job.depends if jobs[i].state.upper() in FINAL_FAILED]
+            if failed:
+                job.note = f"not run: its {failed[0].stage} {failed[0].state.lower()}"
 
 
-def submit_slurm(args, jobs: list[Job], folder: Path) -> None:
+def scancel(jobs: list[Job]) -> None:
+    ids = sorted({j.job_id.split("_")[0] for j in jobs if j.job_id})
+    if ids and shutil.which("scancel"):
+        subprocess.run(["scancel", *ids], capture_output=True, text=True, timeout=60)
+    for job in jobs:
+        job.state, job.note = "CANCELLED", "cancelled by the sweep: a later submission was refused"
+
+
+def submit_slurm(args, jobs: list[Job], folder: Path, save) -> None:
+    """Submit the pending jobs, recording each (``save``) as soon as SLURM took it. A refused
+    submission cancels the jobs submitted before it (nothing stays queued, jobs.json says so) and
+    removes its own files from the log folder; SweepError."""
     import submitit
 
     executor = submitit.SlurmExecutor(folder=folder)
     common = {
-        "gpus_per_node": args.slurm_gpus_per_job,
+        "gpus_per_node": args.slurm_gpus_per_job or None,
         "cpus_per_task": args.slurm_cpus_per_job,
         "time": slurm_minutes(args.slurm_time),
         "array_parallelism": args.slurm_array_parallelism,
@@ -588,21 +780,41 @@ def submit_slurm(args, jobs: list[Job], folder: Path) -> None:
     extra = slurm_extra(args.slurm_extra)
     if args.slurm_mem:
         extra.setdefault("mem", args.slurm_mem)
+    taken: list[Job] = []
 
     def update(job_name: str, dependency: str | None = None, **overrides) -> None:
+        more = (
+            {**extra, "kill_on_invalid_dep": "yes"} if dependency else extra
+        )  # a failed dependency: cancelled
         executor.update_parameters(
-            **{**common, **overrides}, job_name=job_name, dependency=dependency, additional_parameters=extra
+            **{**common, **overrides}, job_name=job_name, dependency=dependency, additional_parameters=more
         )
 
-    def record(job: Job, sub) -> None:
-        job.job_id, job.log, job.state = str(sub.job_id), str(sub.paths.stdout), "submitted"
+    def submit(batch: list[Job], call) -> None:
+        before = set(folder.iterdir())
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's refusal too
+                submitted = call()
+        except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError, OSError) as err:
+            for path in set(folder.iterdir()) - before:  # the refused job's pickle and script
+                path.unlink(missing_ok=True)
+            scancel(taken)
+            for job in jobs:
+                if job.state == "pending":
+                    job.state = "not submitted"
+            save()
+            said = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())[:400]
+            cancelled = f"; the {len(taken)} job(s) submitted before it were cancelled" if taken else ""
+            raise SweepError(f"sbatch refused the {batch[0].stage} job(s): {said}{cancelled}") from None
+        for job, sub in zip(batch, submitted, strict=True):
+            job.job_id, job.log, job.state = str(sub.job_id), str(sub.paths.stdout), "submitted"
+            taken.append(job)
+        save()
 
     trainings = [j for j in jobs if j.stage == "train" and j.state == "pending"]
     if trainings:
         update("ns-train")
-        submitted = executor.map_array(run_step, [j.command for j in trainings])
-        for job, sub in zip(trainings, submitted, strict=True):
-            record(job, sub)
+        submit(trainings, lambda: executor.map_array(run_step, [j.command for j in trainings]))
     for job in jobs:
         if job.state != "pending":
             continue
@@ -611,7 +823,7 @@ def submit_slurm(args, jobs: list[Job], folder: Path) -> None:
             update("ns-internals-eval", f"afterok:{ids[0]}" if ids else None)
         else:  # collect: no GPU, after every eval whatever became of it
             update("ns-internals-collect", f"afterany:{':'.join(ids)}" if ids else None, gpus_per_node=None)
-        record(job, executor.submit(run_step, job.command))
+        submit([job], lambda job=job: [executor.submit(run_step, job.command)])
 
 
 # ---- local ---------------------------------------------------------------------------------------
@@ -682,6 +894,7 @@ def status(output_root: Path, console: Console) -> int:
     executor, jobs = load_jobs(output_root)
     if executor == "slurm":
         refresh_slurm(jobs)
+        save_jobs(output_root.absolute(), executor, jobs)  # final states stay known after SLURM forgets them
     console.print(table(jobs, f"sweep in {output_root} · {executor}"))
     return 0
 
@@ -706,7 +919,7 @@ def sweep(argv: list[str] | None, console: Console) -> int:
             executor, earlier = load_jobs(args.output_root)
             if executor == "slurm":
                 refresh_slurm(earlier)
-                active = [j.job_id for j in earlier if j.state.upper() in ACTIVE_SLURM_STATES]
+                active = [j.job_id for j in earlier if j.job_id and j.state.upper() in ACTIVE_SLURM_STATES]
                 if active:
                     raise SweepError(
                         f"{len(active)} job(s) of the sweep in {args.output_root} are still queued or "
@@ -715,7 +928,13 @@ def sweep(argv: list[str] | None, console: Console) -> int:
                     )
     gpus = local_gpus() if args.executor == "local" else []
     eval_args = _split(args.eval_args, "--eval-args")
-    jobs = plan(args, scenes, train_args, eval_args, cpu=args.executor == "local" and not gpus)
+    jobs = plan(
+        args,
+        scenes,
+        train_args,
+        eval_args,
+        cpu=not gpus if args.executor == "local" else args.slurm_gpus_per_job == 0,
+    )
 
     out = args.output_root.absolute()
     folder = out / STATE_DIR / "logs"
@@ -726,8 +945,7 @@ def sweep(argv: list[str] | None, console: Console) -> int:
         save_eval_args(out, jobs, eval_args, args.eval_dir)
 
     if args.executor == "slurm":
-        submit_slurm(args, jobs, folder)
-        save()
+        submit_slurm(args, jobs, folder, save)
         console.print(table(jobs, f"sweep in {out} · submitted to SLURM"))
         console.print(f"see the states with: ns-internals-sweep --status --output-root {args.output_root}")
         return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -35,6 +36,11 @@ SBATCH = """#!/usr/bin/env bash
 n=$(( $(cat "$FAKE_SLURM/next_id" 2>/dev/null || echo 100) ))
 echo $((n + 1)) > "$FAKE_SLURM/next_id"
 echo "sbatch $*" >> "$FAKE_SLURM/calls"
+if [ -e "$FAKE_SLURM/refuse_from" ] && [ "$n" -ge "$(cat "$FAKE_SLURM/refuse_from")" ]; then
+  echo "sbatch: error: AssocMaxSubmitJobLimit" >&2
+  echo "sbatch: error: Batch job submission failed: Job violates accounting/QOS policy" >&2
+  exit 1
+fi
 cp "${@: -1}" "$FAKE_SLURM/job_$n.sh"
 if [[ " $* " == *" --parsable "* ]]; then echo "$n"; else echo "Submitted batch job $n"; fi
 """
@@ -43,7 +49,9 @@ echo "sinfo $*" >> "$FAKE_SLURM/calls"
 if [ -e "$FAKE_SLURM/controller_down" ]; then
   echo "sinfo: fatal: Could not establish a configuration source" >&2; exit 1
 fi
-echo "debug*"
+if [ -e "$FAKE_SLURM/sinfo.out" ]; then cat "$FAKE_SLURM/sinfo.out"; exit 0; fi
+echo "gpu*|up|32|256000|gpu:a100:8(S:0-1)|2-00:00:00"
+echo "cpu|up|2|8000|(null)|1:00:00"
 """
 QUERY = """#!/usr/bin/env bash
 echo "{name} $*" >> "$FAKE_SLURM/calls"
@@ -63,6 +71,7 @@ def slurm(tmp_path, monkeypatch) -> Path:
         ("sacct", QUERY.format(name="sacct")),
         ("squeue", QUERY.format(name="squeue")),
         ("sinfo", SINFO),
+        ("scancel", QUERY.format(name="scancel")),
     ):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
@@ -94,10 +103,10 @@ def sweep_here(capsys):
 
 
 def blender_stubs(root: Path, scenes: list[str]) -> Path:
-    """Scene folders that pass the format check (the SLURM tests run nothing)."""
+    """Scene folders the dataparser reads (the stand-in SLURM tests run nothing): 48 x 48 px, one image a
+    split (the default --rescale 0.125 renders them at 6 x 6 px, the smallest SSIM takes)."""
     for scene in scenes:
-        (root / scene).mkdir(parents=True)
-        (root / scene / "transforms_train.json").write_text("{}")
+        generate_blender_scene(root / scene, width=48, height=48, num_train=1, num_val=1, num_test=1)
     return root
 
 
@@ -155,6 +164,7 @@ def test_slurm_trainings_as_an_array_evals_after_their_own_training(slurm, sweep
     for options, job in zip(evals, eval_jobs, strict=True):
         (own,) = [t for t in trains if (t["scene"], t["method"]) == (job["scene"], job["method"])]
         assert options["dependency"] == f"afterok:{own['job_id']}" and "array" not in options
+        assert options["kill-on-invalid-dep"] == "yes"  # a failed training cancels its eval
         assert job["job_id"] == options["_id"]
         cmd = job["command"]
         assert cmd[cmd.index("--load-config") + 1] == str(
@@ -188,6 +198,67 @@ def test_slurm_trainings_as_an_array_evals_after_their_own_training(slurm, sweep
     assert again.returncode == 2 and again.stderr.count("\n") == 1
     assert "still queued or running" in again.stderr and "Traceback" not in again.stderr
     assert len(sbatch_scripts(slurm)) == 6
+
+
+def test_a_refused_submission_cancels_what_went_before_and_records_it(slurm, sweep_here, tmp_path):
+    """sbatch takes the training array and refuses the first eval (a submit limit): the array is
+    cancelled, jobs.json says so, the refused job leaves no files, and a rerun is not refused."""
+    data = blender_stubs(tmp_path / "data", ["chair", "lego"])
+    out = tmp_path / "out"
+    (slurm / "refuse_from").write_text("101")  # the first id is 100
+    result = sweep_here("--data-root", str(data), "--output-root", str(out), *SLURM_ARGS)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr == (
+        "error: sbatch refused the eval job(s): sbatch: error: AssocMaxSubmitJobLimit; sbatch: error: "
+        "Batch job submission failed: Job violates accounting/QOS policy; the 2 job(s) submitted before "
+        "it were cancelled\n"
+    )
+    calls = (slurm / "calls").read_text().splitlines()
+    assert "scancel 100" in calls
+    jobs = json.loads((out / "_sweep" / "jobs.json").read_text())["jobs"]
+    assert [(j["stage"], j["state"], j["job_id"]) for j in jobs] == [
+        ("train", "CANCELLED", "100_0"), ("train", "CANCELLED", "100_1"),
+        ("eval", "not submitted", None), ("eval", "not submitted", None), ("collect", "not submitted", None),
+    ]  # fmt: skip
+    logs = out / "_sweep" / "logs"
+    # the array's files (submitit leaves a link to its script under the temporary name)
+    left = sorted(p.name for p in logs.iterdir() if not p.is_symlink())
+    assert left == ["100_0_submitted.pkl", "100_1_submitted.pkl", "100_submission.sh"]
+    (slurm / "refuse_from").unlink()
+    (slurm / "squeue.out").write_text("100_0|CANCELLED|0:00|None\n100_1|CANCELLED|0:00|None\n")
+    again = sweep_here("--data-root", str(data), "--output-root", str(out), *SLURM_ARGS)
+    assert again.returncode == 0, again.stderr
+
+
+def test_status_without_accounting_reads_squeue_then_the_result_files(slurm, sweep_here, tmp_path):
+    """sacct refused (no accounting), squeue knows only what it still holds (MinJobAge): the jobs it
+    has forgotten take their final state from the result file submitit writes when a job ends."""
+    data = blender_stubs(tmp_path / "data", ["chair"])
+    out = tmp_path / "out"
+    assert sweep_here("--data-root", str(data), "--output-root", str(out), *SLURM_ARGS).returncode == 0
+    (slurm / "sacct.out").write_text("Slurm accounting storage is disabled\n")
+    sacct = Path(os.environ["PATH"].split(os.pathsep)[0]) / "sacct"
+    sacct.write_text(sacct.read_text() + "exit 1\n")
+    jobs = json.loads((out / "_sweep" / "jobs.json").read_text())["jobs"]
+    train, evaluation, collect = (j["job_id"] for j in jobs)
+    (slurm / "squeue.out").write_text(f"{collect}|PENDING|0:00|Dependency\n")
+    logs = out / "_sweep" / "logs"
+    (logs / f"{train}_0_result.pkl").write_bytes(pickle.dumps(("success", None)))
+    (logs / f"{evaluation}_0_result.pkl").write_bytes(pickle.dumps(("error", "Traceback ...")))
+    status = sweep_here("--status", "--output-root", str(out))
+    assert status.returncode == 0, status.stderr
+    calls = (slurm / "calls").read_text()
+    assert "squeue -h -t all -o %i|%T|%M|%r" in calls  # finished jobs too, while squeue holds them
+    recorded = json.loads((out / "_sweep" / "jobs.json").read_text())["jobs"]
+    assert [(j["state"], j["note"]) for j in recorded] == [
+        ("COMPLETED", ""),
+        ("FAILED", f"see {logs.absolute()}/{evaluation}_0_log.err"),
+        ("PENDING", "waiting: Dependency"),
+    ]
+    (slurm / "squeue.out").write_text("")  # forgotten by now: the recorded states stay
+    assert sweep_here("--status", "--output-root", str(out)).returncode == 0
+    again = json.loads((out / "_sweep" / "jobs.json").read_text())["jobs"]
+    assert [j["state"] for j in again] == ["COMPLETED", "FAILED", "PENDING"]
 
 
 def _finished_run(out: Path, scene: str, method: str, eval_settings: dict | None = None) -> Path:
@@ -249,6 +320,9 @@ def test_bad_input_is_one_line_and_submits_nothing(slurm, sweep_here, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "llff" / "fern").mkdir(parents=True)
     (tmp_path / "llff" / "fern" / "poses_bounds.npy").write_bytes(b"")
+    unreadable = tmp_path / "unreadable"
+    (unreadable / "ship").mkdir(parents=True)
+    (unreadable / "ship" / "transforms_train.json").write_text("{}")  # the format's file, but no frames
     # A PATH this test controls: the console script's interpreter is an absolute path, so nothing else
     # is needed, and a SLURM client that the machine may have installed is not found.
     (tmp_path / "bare_bin").mkdir()
@@ -264,6 +338,10 @@ def test_bad_input_is_one_line_and_submits_nothing(slurm, sweep_here, tmp_path):
         (["--data-root", str(data), "--eval-args=--layer zero"], None, "--eval-args:"),
         (["--data-root", str(data), "--eval-args=--output-dir x"], None, "--output-dir is set by the sweep"),
         (["--data-root", str(data), "--eval-args=--fct 7"], None, "--eval-args: --fct 7 is out of range"),
+        (["--data-root", str(data), "--eval-args=--rescale 0.1"], None,
+         "--eval-args: --rescale 0.1 renders the eval images of lego (48 x 48 px) at 4 x 4 px: SSIM needs at "
+         "least 6 px a side (--rescale 0.125 or more)"),
+        (["--data-root", str(unreadable)], None, "/ship: blender-data cannot read it ("),
         (["--data-root", str(data), *SLURM_ARGS[:1], "slurm", "--slurm-time", "soon"], None, "--slurm-time: cannot read 'soon'"),
         (["--data-root", str(data), "--executor", "slurm", "--slurm-extra", "account"], None, "--slurm-extra: expected KEY=VALUE"),
         (["--status", "--output-root", str(tmp_path / "out")], None, "no sweep in"),
