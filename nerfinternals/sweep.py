@@ -14,9 +14,10 @@ Stages (any subset, run in this order):
 
 The job list (ids, states, logs) is kept in ``OUTPUT_ROOT/_sweep/jobs.json`` and the job logs in
 ``OUTPUT_ROOT/_sweep/logs/``. Locally the jobs run one per GPU at a time (one at a time without a
-GPU) under a live table; on SLURM the trainings are one job array, each eval depends on its own
-training (``afterok``), the collect job on all evals (``afterany``), and ``--status`` shows the table
-from ``sacct`` / ``squeue``.
+GPU) under a live table; on SLURM the request is checked against ``sinfo`` first, the trainings are
+one job array, each eval depends on its own training (``afterok``, cancelled when it fails), the
+collect job on all evals (``afterany``), jobs.json is written after each submission, and ``--status``
+shows the table from ``sacct``, else ``squeue -t all`` and the jobs' result files.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ examples:
       --methods activation-nerf activation-mipnerf --output-root outputs/blender \\
       --eval-args="--layer 0 1 2 --fct 1" -- --max-num-iterations 30000
 
-  # SLURM (sbatch, srun, sinfo and sacct on PATH; the output root on a shared file system): the
+  # SLURM (sbatch, srun and sinfo on PATH; the output root on a shared file system): the
   # trainings as one job array (8 at a time), each eval waiting on its own training (afterok),
   # collect after all; the command returns once the jobs are submitted.
   ns-internals-sweep --data-root /shared/nerf_llff_data --dataparser llff-data \\
@@ -83,7 +84,7 @@ examples:
       --slurm-partition gpu --slurm-gpus-per-job 1 --slurm-time 12:00:00 --slurm-cpus-per-job 8 \\
       --slurm-mem 32G --slurm-array-parallelism 8 --slurm-extra account=myproject \\
       --dataparser-args="--downscale-factor 4"
-  ns-internals-sweep --status --output-root /shared/sweeps/llff   # the table, from sacct / squeue
+  ns-internals-sweep --status --output-root /shared/sweeps/llff   # the table: sacct, else squeue
 
 Options taking a list of flags (--eval-args, --dataparser-args) need the = form. Everything after
 `--` goes to every ns-train, after the sweep's own flags (so it overrides them). Run folders:
