@@ -344,6 +344,9 @@ def test_bad_input_is_one_line_and_submits_nothing(slurm, sweep_here, tmp_path):
         (["--data-root", str(unreadable)], None, "/ship: blender-data cannot read it ("),
         (["--data-root", str(data), *SLURM_ARGS[:1], "slurm", "--slurm-time", "soon"], None, "--slurm-time: cannot read 'soon'"),
         (["--data-root", str(data), "--executor", "slurm", "--slurm-extra", "account"], None, "--slurm-extra: expected KEY=VALUE"),
+        (["--data-root", str(data), "--executor", "slurm", "--slurm-partition", "cpu", "--slurm-gpus-per-job", "0",
+          "--slurm-cpus-per-job", "2", "--slurm-time", "2:00:00"], None,
+         "--slurm-time 2:00:00: partition cpu allows at most 60 minutes"),
         (["--status", "--output-root", str(tmp_path / "out")], None, "no sweep in"),
     ]  # fmt: skip
     for args, env, message in cases:
@@ -352,7 +355,8 @@ def test_bad_input_is_one_line_and_submits_nothing(slurm, sweep_here, tmp_path):
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
         assert message in result.stderr, result.stderr
-    assert not (slurm / "calls").exists() and not (tmp_path / "out").exists()
+    calls = (slurm / "calls").read_text().split() if (slurm / "calls").exists() else []
+    assert "sbatch" not in calls and not (tmp_path / "out").exists()  # sinfo may have been asked
 
 
 def test_no_controller_is_one_line_and_submits_nothing(slurm, sweep_here, tmp_path):
