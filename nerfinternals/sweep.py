@@ -433,6 +433,11 @@ def _gpus(gres: str) -> int:
     return count
 
 
+def _leading_int(text: str) -> int:
+    """sinfo's counts: ``21694+`` (nodes of several sizes) -> 21694."""
+    return int(re.match(r"\d*", text).group() or 0)
+
+
 def cluster_partitions(timeout: float = 30) -> dict[str, Partition]:
     """The cluster's partitions from ``sinfo``; SweepError (nothing submitted) when no controller answers
     (a client installed without a configuration, a controller that is down or unreachable)."""
@@ -459,14 +464,13 @@ def cluster_partitions(timeout: float = 30) -> dict[str, Partition]:
         if len(fields) != 6 or not fields[0]:
             continue
         name, avail, cpus, mem, gres, limit = fields
-        number = lambda text: int(re.match(r"\d*", text).group() or 0)  # noqa: E731  "21694+" -> 21694
         minutes = None if limit in ("infinite", "UNLIMITED", "n/a") else slurm_minutes(limit)
         part = Partition(
             name.rstrip("*"),
             name.endswith("*"),
             avail == "up",
-            number(cpus),
-            number(mem),
+            _leading_int(cpus),
+            _leading_int(mem),
             _gpus(gres),
             minutes,
         )
