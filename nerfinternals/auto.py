@@ -27,11 +27,13 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from nerfinternals import estimators
 from nerfinternals.common import mean_or_none, rgb_output, timed, write_json
+from nerfinternals.estimators import RenderOptions
 from nerfinternals.internals import FCT_NAMES, num_probe_layers
 from nerfinternals.loading import InputError, checkpoint_path, load_pipeline, read_config
 from nerfinternals.metrics import image_metrics
-from nerfinternals.models.inference import MAX_GRID_RESOLUTION
+from nerfinternals.models.inference import INFERENCE_DEFAULTS, MAX_GRID_RESOLUTION, render_kwargs
 from nerfinternals.precision import precision_scope
 from nerfinternals.utils import allocator_in_effect, machine_name, warmup_crop
 from nerfinternals.views import RULE as VIEWS_RULE
@@ -152,32 +154,9 @@ def candidates(model, grid_resolution: int = 64) -> list[dict]:
 
 
 def label(settings: dict) -> str:
-    """A short name of a configuration, e.g. ``l1 std_half n32 box``, ``grid k64 skip``."""
-    sampler = settings["inference_sampler"]
-    if sampler == "stock":
-        text = sampler
-    elif sampler in ("grid", "grid-all"):
-        text = f"{sampler} {settings.get('grid_resolution', 64)}^3"
-        if settings.get("initial_samples"):
-            text += f" n{settings['initial_samples']}"
-    else:
-        text = (
-            "hybrid " if sampler == "hybrid" else ""
-        ) + f"l{settings['probe_layer']} {settings['probe_fct']}"
-        if settings["probe_samples"]:
-            text += f" n{settings['probe_samples']}"
-    for key, tag in (("probe_in_box", "box"), ("probe_upsample", "ups"), ("probe_gate", "gate")):
-        if (
-            settings.get(key)
-            and (sampler != "stock")
-            and (key == "probe_in_box" or sampler not in ("grid", "grid-all"))
-        ):
-            text += f" {tag}"
-    if settings.get("fine_samples"):
-        text += f" k{settings['fine_samples']}"
-    if settings.get("skip_empty"):
-        text += " skip"
-    return text
+    """A short name of a configuration (an inference setting), e.g. ``l1 std_half n32 box``,
+    ``grid 64^3 k64 skip`` (:func:`nerfinternals.estimators.label`)."""
+    return estimators.label(RenderOptions(**render_kwargs({**INFERENCE_DEFAULTS, **settings})))
 
 
 def _sha256(path: Path) -> str:

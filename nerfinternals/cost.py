@@ -19,8 +19,6 @@ from pathlib import Path
 import torch
 from nerfstudio.field_components.encodings import HashEncoding, NeRFEncoding, SHEncoding
 
-from nerfinternals import internals
-
 
 def macs_per_ray(
     model,
@@ -43,15 +41,20 @@ def macs_per_ray(
     quarter of the pixels with half the samples). Encodings, hash look-ups and compositing are not
     counted; ``initial_samples`` (grid, grid-all) changes only the fine pass (NeRF keeps the originals).
     """
+    from nerfinternals.estimators import ESTIMATORS, RenderOptions
+
     sampler = sampler or ("stock" if layer is None else "activation")
-    if sampler == "stock":
-        estimate = float(model.skipped_macs_per_ray())
-    elif sampler in ("grid", "grid-all"):
-        estimate = 0.0
-    else:
-        n = num_samples or model.num_probe_samples
-        estimate = internals.probe_macs(model.probe_mlp, layer) * (internals.half(n) / 4 if upsample else n)
-    fine = model.fine_macs_per_ray(fine_samples, sampler != "grid-all", initial_samples)
+    est = ESTIMATORS[sampler]
+    options = RenderOptions(
+        sampler=sampler,
+        layer=layer or 0,
+        upsample=upsample,
+        n_probe=num_samples,
+        fine_samples=fine_samples,
+        initial_samples=initial_samples,
+    )
+    estimate = est.estimate_macs(model, options)
+    fine = model.fine_macs_per_ray(fine_samples, not est.replaces_later_stages, initial_samples)
     return float(estimate * probed_fraction + fine * rendered_fraction)
 
 
@@ -60,9 +63,7 @@ def render_macs_per_ray(model, kwargs: dict, rendered_fraction: float) -> float:
     ``rendered_fraction`` of the pixels. The estimate runs on every pixel not ruled out before it: all
     of them with the gate or upsampling (probed first) and with skipping other than the hybrid's (it
     decides on the estimate); the in-box rays are then counted as all of them (at most)."""
-    probed = rendered_fraction
-    if kwargs["gate"] or kwargs["upsample"] or (kwargs["skip_empty"] and kwargs["sampler"] != "hybrid"):
-        probed = 1.0
+    probed = _probed_fraction(kwargs, rendered_fraction)
     return model.macs_per_ray(
         kwargs["layer"],
         kwargs["upsample"],
@@ -136,51 +137,49 @@ def probe_operations(model, layer: int, samples: float) -> Counter:
     return ops
 
 
+def _probed_fraction(kwargs: dict, rendered_fraction: float) -> float:
+    """The share of pixels the estimate runs on: every pixel not ruled out before it, i.e. all of them
+    with the gate or upsampling (probed first) and with skipping decided on the estimate itself."""
+    from nerfinternals.estimators import ESTIMATORS
+
+    decided_first = ESTIMATORS[kwargs["sampler"]].decides_empty_first
+    if kwargs["gate"] or kwargs["upsample"] or (kwargs["skip_empty"] and not decided_first):
+        return 1.0
+    return rendered_fraction
+
+
 def render_operations(model, kwargs: dict, rendered_fraction: float = 1.0) -> Counter:
     """Operations per ray of a ``render_sampled`` call (its keyword arguments) that rendered
-    ``rendered_fraction`` of the pixels; the estimate is counted on the pixels :func:`render_macs_per_ray`
-    counts it on."""
-    sampler = kwargs["sampler"]
-    initial = kwargs.get("initial_samples", 0)  # nonzero only where it applies (the grid samplers)
+    ``rendered_fraction`` of the pixels; the estimate (its estimator's
+    :meth:`~nerfinternals.estimators.Estimator.estimate_operations`) is counted on the pixels
+    :func:`render_macs_per_ray` counts it on."""
+    from nerfinternals.estimators import ESTIMATORS, render_options
+
+    options = render_options(kwargs)
+    est = ESTIMATORS[options.sampler]
+    initial = options.initial_samples  # nonzero only where it applies (the grid samplers)
     n = initial or model.num_probe_samples
-    probed = rendered_fraction
-    if kwargs["gate"] or kwargs["upsample"] or (kwargs["skip_empty"] and sampler != "hybrid"):
-        probed = 1.0
-    estimate: Counter = Counter(composite=n)
-    later = model.later_proposal_counts(kwargs["fine_samples"]) if sampler == "grid-all" else []
-    if sampler == "stock":
-        estimate.update(network_operations(model.replaced_network, n))
-    elif sampler in ("grid", "grid-all"):
-        estimate.update(_grid_operations(model, kwargs, n + sum(later)))
-        estimate.update(composite=sum(later), draw=sum(later))
-    else:
-        m = kwargs["n_probe"] or n
-        estimate.update(
-            probe_operations(model, kwargs["layer"], internals.half(m) / 4 if kwargs["upsample"] else m)
-        )
-        if sampler == "hybrid" and kwargs["skip_empty"]:  # the grid decides on every ray, before the probe
-            estimate = _scaled(estimate, rendered_fraction / max(probed, 1e-12))
-            estimate.update(_scaled(_grid_operations(model, kwargs, n), 1.0 / max(probed, 1e-12)))
-            estimate.update(composite=n / max(probed, 1e-12))
+    probed = _probed_fraction(kwargs, rendered_fraction)
+    estimate = est.estimate_operations(model, options, n, rendered_fraction, probed)
     fine: Counter = Counter()
-    for net, k in model.fine_stages(kwargs["fine_samples"], sampler != "grid-all", initial):
+    for net, k in model.fine_stages(options.fine_samples, not est.replaces_later_stages, initial):
         fine.update(network_operations(net, k))
         fine.update(composite=k, draw=k)
-    total = _scaled(estimate, probed)
-    total.update(_scaled(fine, rendered_fraction))
+    total = scaled(estimate, probed)
+    total.update(scaled(fine, rendered_fraction))
     return total
 
 
-def _grid_operations(model, kwargs: dict, lookups: float) -> Counter:
-    """``lookups`` density-grid look-ups: trilinear reads of a ``grid_resolution``^3 grid, and the positions'
+def grid_operations(model, resolution: int, lookups: float) -> Counter:
+    """``lookups`` density-grid look-ups: trilinear reads of a ``resolution``^3 grid, and the positions'
     contraction where the grid lives in contracted space."""
-    ops = Counter({("grid", kwargs.get("grid_resolution", 64)): lookups})
+    ops = Counter({("grid", resolution): lookups})
     if getattr(model.replaced_network, "spatial_distortion", None) is not None:
         ops["contract"] += lookups
     return ops
 
 
-def _scaled(ops: Counter, factor: float) -> Counter:
+def scaled(ops: Counter, factor: float) -> Counter:
     return Counter({k: v * factor for k, v in ops.items()})
 
 

@@ -34,7 +34,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from nerfinternals import cost
+from nerfinternals import cost, estimators
 from nerfinternals.common import (
     check_output,
     check_render_size,
@@ -133,37 +133,11 @@ class ActivationDerivedDensity:
         return evaluate(self)
 
 
-def experiment_name(
-    layer: int,
-    upsample: bool,
-    fct: str,
-    gate: bool = False,
-    n_probe: int | None = None,
-    in_box: bool = False,
-    sampler: str = "activation",
-    fine_samples: int = 0,
-    skip_empty: bool = False,
-    grid_resolution: int = 64,
-    initial_samples: int = 0,
-    **_: object,
-) -> str:
-    """The experiment's folder name: ``layer_LL_ups_U_fct_NAME`` for the activation sampler (``hybridR_``
-    before it for the hybrid), ``gridR`` / ``grid-allR`` (``_nN`` with N initial samples) / ``stock`` for
-    the others, then the options."""
-    if sampler in ("activation", "hybrid"):
-        name = f"layer_{layer:02d}_ups_{int(upsample)}_fct_{fct}" + (f"_n{n_probe}" if n_probe else "")
-        if sampler == "hybrid":
-            name = f"hybrid{grid_resolution}_{name}"
-    else:
-        name = f"{sampler}{grid_resolution}" if sampler in ("grid", "grid-all") else "stock"
-        name += f"_n{initial_samples}" if initial_samples else ""
-    return (
-        name
-        + ("_box" if in_box and sampler != "stock" else "")
-        + ("_gate" if gate and sampler in ("activation", "hybrid") else "")
-        + (f"_k{fine_samples}" if fine_samples else "")
-        + ("_skip" if skip_empty else "")
-    )
+def experiment_name(**kwargs) -> str:
+    """The experiment's folder name of ``render_sampled`` keyword arguments: the estimator's own
+    (``layer_LL_ups_U_fct_NAME``, ``hybridR_...``, ``gridR``, ``grid-allR``, ``stock``), then the options
+    (:func:`nerfinternals.estimators.experiment_name`)."""
+    return estimators.experiment_name(estimators.render_options(kwargs))
 
 
 def experiment_kwargs(sampler: str, layer: int, fct: str, fine_samples: int, cfg) -> dict:

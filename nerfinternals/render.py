@@ -41,7 +41,9 @@ from nerfstudio.utils import install_checks
 from nerfstudio.utils.rich_utils import CONSOLE as NS_CONSOLE
 from rich.console import Console
 
+from nerfinternals import estimators
 from nerfinternals.common import fct_names, parse_cli, timed, write_json
+from nerfinternals.estimators import RenderOptions
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.models.inference import SAMPLERS, render_kwargs
 from nerfinternals.utils import ALLOCATORS, use_allocator
@@ -155,25 +157,7 @@ def _replaced(owner: object, name: str, value: object) -> Iterator[None]:
 
 def describe(settings: dict) -> str:
     """One line naming an inference setting."""
-    sampler = settings["inference_sampler"]
-    if sampler == "stock":
-        text = "stock sampler"
-    elif sampler in ("grid", "grid-all"):
-        text = (
-            f"{'density grid' if sampler == 'grid' else 'grid-all'} sampler ({settings['grid_resolution']}^3"
-        )
-        text += (
-            f", {settings['initial_samples']} initial samples)" if settings.get("initial_samples") else ")"
-        )
-    else:
-        text = f"{sampler} sampler: layer {settings['probe_layer']}, {settings['probe_fct']}"
-        for key, label in (("probe_upsample", "upsample"), ("probe_gate", "gate")):
-            if settings[key]:
-                text += f", {label}"
-        if settings["probe_samples"]:
-            text += f", {settings['probe_samples']} probe samples"
-    if settings["probe_in_box"] and sampler != "stock":
-        text += ", in box"
+    text = estimators.description(RenderOptions(**render_kwargs(settings)))
     if settings["fine_samples"]:
         text += f", {settings['fine_samples']} fine samples"
     if settings["skip_empty"]:

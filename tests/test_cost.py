@@ -132,3 +132,46 @@ def test_packaged_constants_cover_every_operation():
     constants = cost.load_constants()
     assert set(constants) == {"mac", *cost.OPERATIONS}
     assert torch.tensor([float(v) for v in constants["mac"].values()]).gt(0).all()
+
+
+def test_a_new_estimator_names_itself_and_is_priced_as_its_own(models, monkeypatch):
+    """An estimator added to the registry (here a copy of grid under another name) gets its own experiment
+    name, label and description and the cost of what it does (grid's), never another estimator's; one
+    that does not state its names or cost fails saying which method it lacks."""
+    from nerfinternals import estimators
+    from nerfinternals.estimators import ESTIMATORS, Estimator, RenderOptions
+    from nerfinternals.estimators.grid import GridEstimator
+    from nerfinternals.eval import experiment_name
+
+    class MyGrid(GridEstimator):
+        name = "mygrid"
+
+    class Forgetful(Estimator):
+        name = "forgetful"
+
+        def weights(self, rays, samples, rows):
+            return samples.get_weights(samples.frustums.starts)
+
+    monkeypatch.setitem(ESTIMATORS, "mygrid", MyGrid)
+    monkeypatch.setitem(ESTIMATORS, "forgetful", Forgetful)
+    model = models("nerfacto-stock")
+    kwargs = _kwargs("mygrid", fine_samples=4, skip_empty=True, grid_resolution=32)
+    assert experiment_name(**kwargs) == "mygrid32_k4_skip"
+    options = RenderOptions(sampler="mygrid", grid_resolution=32, initial_samples=8)
+    assert estimators.label(options) == "mygrid 32^3 n8"
+    assert estimators.description(options) == "density grid sampler (32^3, 8 initial samples)"
+    as_grid = {**kwargs, "sampler": "grid"}
+    assert cost.render_operations(model, kwargs, 0.5) == cost.render_operations(model, as_grid, 0.5)
+    assert model.render_macs_per_ray({**kwargs, "n_probe": None}, 0.5) == model.render_macs_per_ray(
+        {**as_grid, "n_probe": None}, 0.5
+    )
+    for call in (
+        lambda: experiment_name(**_kwargs("forgetful")),
+        lambda: estimators.label(RenderOptions(sampler="forgetful")),
+        lambda: cost.render_operations(model, _kwargs("forgetful")),
+        lambda: model.macs_per_ray(1, sampler="forgetful"),
+    ):
+        with pytest.raises(
+            NotImplementedError, match=r"estimator Forgetful \('forgetful'\) does not define \w+\(\)"
+        ):
+            call()

@@ -9,7 +9,7 @@ import torch
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from torch import Tensor
 
-from nerfinternals import internals
+from nerfinternals import cost, internals
 from nerfinternals.estimators.base import Estimator, RenderOptions
 from nerfinternals.utils import pixel_grid
 
@@ -103,3 +103,38 @@ class ActivationEstimator(Estimator):
     def weights(self, rays, samples, rows):
         v = self.activations(rays, samples, rows)
         return samples.get_weights(self.model.estimate_density(samples, v, self.options.fct)[..., None])
+
+    @classmethod
+    def folder_name(cls, options):
+        o = options
+        return f"layer_{o.layer:02d}_ups_{int(o.upsample)}_fct_{o.fct}" + (
+            f"_n{o.n_probe}" if o.n_probe else ""
+        )
+
+    @classmethod
+    def label(cls, options):
+        return f"l{options.layer} {options.fct}" + (f" n{options.n_probe}" if options.n_probe else "")
+
+    @classmethod
+    def description(cls, options):
+        o = options
+        text = f"{cls.name} sampler: layer {o.layer}, {o.fct}"
+        text += ", upsample" if o.upsample else ""
+        text += ", gate" if o.gate else ""
+        return text + (f", {o.n_probe} probe samples" if o.n_probe else "")
+
+    @classmethod
+    def _probed_samples(cls, options, n: int) -> float:
+        m = options.n_probe or n
+        return internals.half(m) / 4 if options.upsample else m  # upsampled: a quarter of the pixels
+
+    @classmethod
+    def estimate_macs(cls, model, options):
+        n = cls._probed_samples(options, model.num_probe_samples)
+        return internals.probe_macs(model.probe_mlp, options.layer) * n
+
+    @classmethod
+    def estimate_operations(cls, model, options, n, rendered_fraction, probed):
+        ops = cost.probe_operations(model, options.layer, cls._probed_samples(options, n))
+        ops["composite"] += n
+        return ops

@@ -11,7 +11,8 @@ of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import torch
@@ -62,8 +63,21 @@ class RenderOptions:
     them as it would from the replaced network's (NeRF's fine pass keeps them as its originals)."""
 
 
+RENDER_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RenderOptions))
+
+
+def render_options(kwargs: dict) -> RenderOptions:
+    """The :class:`RenderOptions` of ``render_sampled``'s keyword arguments (others ignored)."""
+    return RenderOptions(**{k: v for k, v in kwargs.items() if k in RENDER_FIELDS})
+
+
 class Estimator:
     """Weights on each ray's uniform samples, from something cheaper than the network they replace.
+
+    Besides rendering, an estimator says what it is: its experiment folder name (:meth:`folder_name`),
+    short label (:meth:`label`), one-line description (:meth:`description`) and cost (:meth:`estimate_macs`,
+    :meth:`estimate_operations`); a new estimator that does not define them fails with a message saying
+    so, never as another estimator.
 
     Args:
         model: the activation-* model (its hooks: ``probe_samples``, ``grid_coordinates``, ...).
@@ -81,6 +95,47 @@ class Estimator:
     """Runs the activation probe (``layer``, ``fct``, ``upsample`` and ``gate`` apply)."""
     any_initial_samples: ClassVar[bool] = False
     """``initial_samples`` applies: the estimate weighs any number of uniform samples per ray."""
+    replaces_later_stages: ClassVar[bool] = False
+    """Its :meth:`refine` replaces nerfacto's later proposal stages (none of them runs)."""
+    decides_empty_first: ClassVar[bool] = False
+    """With ``skip_empty``, which rays are empty is decided before the estimate runs (on the others only)."""
+
+    # ---- what the estimator is: names and cost ------------------------------------------------------
+    @classmethod
+    def _undefined(cls, method: str) -> NotImplementedError:
+        return NotImplementedError(
+            f"estimator {cls.__name__} ({cls.name!r}) does not define {method}(): every estimator names "
+            "itself and states its cost (nerfinternals/estimators/base.py)"
+        )
+
+    @classmethod
+    def folder_name(cls, options: RenderOptions) -> str:
+        """The estimate's part of an experiment's folder name (``gridR``, ``layer_LL_ups_U_fct_NAME``, ...);
+        :func:`experiment_name` appends the options every estimator shares."""
+        raise cls._undefined("folder_name")
+
+    @classmethod
+    def label(cls, options: RenderOptions) -> str:
+        """The estimate's part of a short label (``grid 64^3``, ``l1 std_half``); see :func:`label`."""
+        raise cls._undefined("label")
+
+    @classmethod
+    def description(cls, options: RenderOptions) -> str:
+        """The estimate's part of a one-line description (``density grid sampler (64^3)``)."""
+        raise cls._undefined("description")
+
+    @classmethod
+    def estimate_macs(cls, model, options: RenderOptions) -> float:
+        """Multiply-adds per ray of the estimate itself (the final pass is counted apart)."""
+        raise cls._undefined("estimate_macs")
+
+    @classmethod
+    def estimate_operations(
+        cls, model, options: RenderOptions, n: int, rendered_fraction: float, probed: float
+    ) -> Counter:
+        """Operations per ray of the estimate on ``n`` uniform samples, their compositing included, per
+        ray it runs on (``probed``, the share of pixels it runs on; ``rendered_fraction`` rendered)."""
+        raise cls._undefined("estimate_operations")
 
     def __init__(self, model, options: RenderOptions) -> None:
         self.model = model
@@ -135,3 +190,34 @@ def grid_weights(model, samples: RaySamples, grid) -> Tensor:
     unit, inside = model.grid_coordinates(samples.frustums.get_positions())
     density = grid.density(unit) * inside
     return torch.nan_to_num(samples.get_weights(density[..., None]), nan=0.0)
+
+
+def experiment_name(options: RenderOptions, estimators: dict[str, type[Estimator]]) -> str:
+    """An experiment's folder name: the estimator's :meth:`~Estimator.folder_name`, then ``_box``,
+    ``_gate``, ``_kK`` and ``_skip`` where they apply."""
+    est = estimators[options.sampler]
+    return (
+        est.folder_name(options)
+        + ("_box" if options.in_box and est.uses_box else "")
+        + ("_gate" if options.gate and est.probes else "")
+        + (f"_k{options.fine_samples}" if options.fine_samples else "")
+        + ("_skip" if options.skip_empty else "")
+    )
+
+
+def short_label(options: RenderOptions, estimators: dict[str, type[Estimator]]) -> str:
+    """A short name of a configuration, e.g. ``l1 std_half n32 box``, ``grid 64^3 k64 skip``."""
+    est = estimators[options.sampler]
+    text = est.label(options)
+    for on, tag, applies in (
+        (options.in_box, "box", est.uses_box),
+        (options.upsample, "ups", est.probes),
+        (options.gate, "gate", est.probes),
+    ):
+        if on and applies:
+            text += f" {tag}"
+    if options.fine_samples:
+        text += f" k{options.fine_samples}"
+    if options.skip_empty:
+        text += " skip"
+    return text

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+from nerfinternals import cost
 from nerfinternals.estimators.base import Estimator, grid_weights
 
 
@@ -23,3 +26,33 @@ class GridEstimator(Estimator):
 
     def weights(self, rays, samples, rows):
         return grid_weights(self.model, samples, self.grid)
+
+    description_name = "density grid"
+    """How :meth:`description` calls it."""
+
+    @classmethod
+    def folder_name(cls, options):
+        return f"{cls.name}{options.grid_resolution}" + (
+            f"_n{options.initial_samples}" if options.initial_samples else ""
+        )
+
+    @classmethod
+    def label(cls, options):
+        text = f"{cls.name} {options.grid_resolution}^3"
+        return text + (f" n{options.initial_samples}" if options.initial_samples else "")
+
+    @classmethod
+    def description(cls, options):
+        more = f", {options.initial_samples} initial samples" if options.initial_samples else ""
+        return f"{cls.description_name} sampler ({options.grid_resolution}^3{more})"
+
+    @classmethod
+    def estimate_macs(cls, model, options):
+        return 0.0  # the grid's fill is a one-time cost (cost.fill_operations)
+
+    @classmethod
+    def estimate_operations(cls, model, options, n, rendered_fraction, probed):
+        later = model.later_proposal_counts(options.fine_samples) if cls.replaces_later_stages else []
+        ops = cost.grid_operations(model, options.grid_resolution, n + sum(later))
+        ops.update(Counter(composite=n + sum(later), draw=sum(later)))
+        return ops

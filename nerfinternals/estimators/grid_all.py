@@ -19,6 +19,8 @@ class GridAllEstimator(GridEstimator):
     """``grid`` on the initial samples, then the grid again in place of each later proposal network."""
 
     name = "grid-all"
+    description_name = "grid-all"
+    replaces_later_stages = True
 
     def __init__(self, model, options) -> None:
         super().__init__(model, options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nerfinternals import cost
 from nerfinternals.estimators.activation import ActivationEstimator
 from nerfinternals.estimators.base import grid_weights
 
@@ -11,6 +12,7 @@ class HybridEstimator(ActivationEstimator):
     others; without it, the activation estimate."""
 
     name = "hybrid"
+    decides_empty_first = True
 
     @classmethod
     def grid_source(cls, model, options):
@@ -24,3 +26,23 @@ class HybridEstimator(ActivationEstimator):
     def mass(self, rays, samples, rows):
         weights = grid_weights(self.model, samples, self.grid)
         return weights.sum(dim=(-2, -1)), None  # the probe's weights come after the skip
+
+    @classmethod
+    def folder_name(cls, options):
+        return f"hybrid{options.grid_resolution}_{super().folder_name(options)}"
+
+    @classmethod
+    def label(cls, options):
+        return f"hybrid {super().label(options)}"
+
+    @classmethod
+    def estimate_operations(cls, model, options, n, rendered_fraction, probed):
+        ops = super().estimate_operations(model, options, n, rendered_fraction, probed)
+        if not options.skip_empty:
+            return ops
+        # the grid decides on every ray, before the probe runs on the rendered ones
+        share = 1.0 / max(probed, 1e-12)
+        ops = cost.scaled(ops, rendered_fraction * share)
+        ops.update(cost.scaled(cost.grid_operations(model, options.grid_resolution, n), share))
+        ops.update(composite=n * share)
+        return ops

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nerfinternals import cost
 from nerfinternals.estimators.base import Estimator
 
 
@@ -16,3 +17,25 @@ class StockEstimator(Estimator):
 
     def weights(self, rays, samples, rows):
         return self.model.stock_weights(samples)
+
+    @classmethod
+    def folder_name(cls, options):
+        return "stock"
+
+    @classmethod
+    def label(cls, options):
+        return "stock"
+
+    @classmethod
+    def description(cls, options):
+        return "stock sampler"
+
+    @classmethod
+    def estimate_macs(cls, model, options):
+        return float(model.skipped_macs_per_ray())
+
+    @classmethod
+    def estimate_operations(cls, model, options, n, rendered_fraction, probed):
+        ops = cost.network_operations(model.replaced_network, n)
+        ops["composite"] += n
+        return ops

@@ -62,6 +62,8 @@ class ActivationInferenceConfig:
 
 
 INFERENCE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ActivationInferenceConfig))
+INFERENCE_DEFAULTS: dict = dataclasses.asdict(ActivationInferenceConfig())
+"""Every field of the inference setting at its default."""
 
 
 MAX_GRID_RESOLUTION = 512
