@@ -31,7 +31,7 @@ die() {
   exit 2
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
 
 stop() {
   local name
@@ -39,7 +39,7 @@ stop() {
     if pid_alive "$DIR/$name.pid"; then
       kill "$(cat "$DIR/$name.pid")" 2>/dev/null || true
       for _ in $(seq 50); do pid_alive "$DIR/$name.pid" || break; sleep 0.1; done
-      if pid_alive "$DIR/$name.pid"; then kill -9 "$(cat "$DIR/$name.pid")" 2>/dev/null || true; fi
+      if pid_alive "$DIR/$name.pid"; then kill -9 "$(cat "$DIR/$name.pid" 2>/dev/null)" 2>/dev/null || true; fi
     fi
     rm -f "$DIR/$name.pid"
   done
