@@ -117,6 +117,8 @@ class OfflineLPIPS(nn.Module):
         return self._state == "ready"
 
     def forward(self, img1: Tensor, img2: Tensor) -> Tensor:
+        if not self.available():
+            return torch.tensor(math.nan, device=img1.device)
         if min(img1.shape[-2:]) < LPIPS_MIN_SIDE:
             if not self._warned_small:
                 warnings.warn(
@@ -125,8 +127,6 @@ class OfflineLPIPS(nn.Module):
                     stacklevel=2,
                 )
                 self._warned_small = True
-            return torch.tensor(math.nan, device=img1.device)
-        if not self.available():
             return torch.tensor(math.nan, device=img1.device)
         with torch.no_grad():
             return self.net(img1.float(), img2.float(), normalize=self.normalize).mean()

@@ -120,6 +120,22 @@ def test_lpips_with_local_weights_matches_torchmetrics(standin_alexnet_home, mon
     assert math.isfinite(value) and value == pytest.approx(stock(a, b).item(), rel=1e-5)
 
 
+def test_lpips_below_alexnets_smallest_input_is_null_with_one_warning(standin_alexnet_home, monkeypatch):
+    """torchmetrics' LPIPS fails on an image side below 31 px (AlexNet's second pool has no output): ours
+    is null there, with one warning, and equal to torchmetrics' from 31 px on."""
+    monkeypatch.delenv("NERFINTERNALS_NO_DOWNLOAD")
+    ours, stock = OfflineLPIPS(), LearnedPerceptualImagePatchSimilarity(normalize=True)
+    small = torch.rand(1, 3, metrics.LPIPS_MIN_SIDE - 1, 48), torch.rand(1, 3, metrics.LPIPS_MIN_SIDE - 1, 48)
+    with pytest.raises(RuntimeError, match="Output size is too small"):
+        stock(*small)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert math.isnan(ours(*small).item()) and math.isnan(ours(*small).item())
+    assert len(_lpips_warnings(caught)) == 1
+    edge = torch.rand(1, 3, metrics.LPIPS_MIN_SIDE, 48), torch.rand(1, 3, metrics.LPIPS_MIN_SIDE, 48)
+    assert ours(*edge).item() == pytest.approx(stock(*edge).item(), rel=1e-5)
+
+
 def test_lpips_weights_are_never_taken_from_a_checkpoint(standin_alexnet_home):
     ours = OfflineLPIPS()
     ours.available()
