@@ -34,7 +34,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from nerfinternals import cost, estimators
+from nerfinternals import cost, estimators, kernels
 from nerfinternals.common import (
     check_output,
     check_render_size,
@@ -52,6 +52,7 @@ from nerfinternals.common import (
 )
 from nerfinternals.estimators import ESTIMATORS, RenderOptions
 from nerfinternals.internals import num_probe_layers
+from nerfinternals.kernels import Kernels
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import LPIPS_BACKBONE, image_metrics
 from nerfinternals.models.inference import (
@@ -104,6 +105,8 @@ class ActivationDerivedDensity:
     """Sample from the training near plane at evaluation too (nerfstudio resets it to 0), for the stock baseline and ours alike."""
     precision: Precision = "fp32"
     """Arithmetic of every render, base and ours: fp32 (exact), tf32 (CUDA only), bf16 / fp16 (autocast). On this project's CPU bf16 is the fastest and fp16 the second (docs/rendering.md, "Precision")."""
+    kernels: Kernels = "fast"
+    """Kernels of every render, base and ours (nerfinternals.kernels): "fast" nerfstudio's scene contraction and torch hash encoding with the same bits in less time, "compiled" those through torch.compile (compiled once, its time in summary.json; falls back to fast with a warning), "stock" nerfstudio's as shipped."""
     rescale: float = 1.0
     """Render the eval cameras at this fraction of their resolution (targets area-averaged to match), e.g. 0.125 for 400 px full-size runs on a CPU."""
     auto: bool = False
@@ -238,6 +241,11 @@ def _experiments(
 
 def evaluate(cfg: ActivationDerivedDensity) -> dict:
     """Run the evaluation described by ``cfg``; returns the summary (also written to summary.json)."""
+    with kernels.kernel_scope(cfg.kernels):
+        return _evaluate(cfg)
+
+
+def _evaluate(cfg: ActivationDerivedDensity) -> dict:
     fcts = _check(cfg)
     use_allocator(cfg.allocator)
     config, pipeline, ckpt, step = load_pipeline(cfg.load_config, device=cfg.device)
@@ -249,6 +257,7 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
         raise InputError(str(err)) from None
     out_root = output_root(cfg.load_config, cfg.output_dir)
     check_output(out_root, ckpt, cfg.overwrite or cfg.resume)
+    compile_seconds = kernels.compile_model(model, model.device) if cfg.kernels == "compiled" else None
     loader = pipeline.datamanager.fixed_indices_eval_dataloader
     num_images = len(loader) if cfg.max_images is None else min(len(loader), cfg.max_images)
     if num_images == 0:
@@ -297,6 +306,8 @@ def evaluate(cfg: ActivationDerivedDensity) -> dict:
                 )
 
     summary = _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_shape=first[1].shape)
+    if compile_seconds is not None:
+        summary["settings"]["compile_seconds"] = compile_seconds
     summary.update(views_record)
     write_json(out_root / "summary.json", summary)
     _print_table(summary)
@@ -436,6 +447,7 @@ def _summarise(config, model, ckpt, step, per_image, experiments, cfg, bundle_sh
             "rescale": cfg.rescale,
             "keep_near_plane": cfg.keep_near_plane,
             "allocator": allocator_in_effect(model.device),
+            "kernels": cfg.kernels,
         },
         "lpips_backbone": LPIPS_BACKBONE,
         "macs_note": "MLP multiply-adds (Linear layers) per image; encodings and compositing not counted",

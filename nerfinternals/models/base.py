@@ -19,7 +19,7 @@ from nerfstudio.field_components.mlp import MLP
 from nerfstudio.model_components.scene_colliders import NearFarCollider
 from torch import Tensor
 
-from nerfinternals import cost, internals
+from nerfinternals import cost, internals, kernels
 from nerfinternals.estimators import ESTIMATORS, Estimator, RenderOptions, loop
 from nerfinternals.grid import DensityGrid
 from nerfinternals.metrics import drop_nan_lpips, final_pass_metrics_and_images
@@ -45,6 +45,7 @@ class ActivationRenderingMixin:
 
     def populate_modules(self) -> None:
         super().populate_modules()
+        kernels.install(self)
         from nerfinternals.viewer import add_viewer_controls
 
         add_viewer_controls(self)
@@ -163,6 +164,8 @@ class ActivationRenderingMixin:
         inference.check_initial_samples(settings["initial_samples"])
         inference.check_empty_threshold(settings["empty_threshold"])
         check_precision(settings["precision"], self.device)
+        if settings["kernels"] not in kernels.KERNELS:
+            raise ValueError(f"--kernels {settings['kernels']!r} is not one of {', '.join(kernels.KERNELS)}")
 
     def set_inference(self, **settings) -> None:
         """Change the inference setting (fields of :class:`ActivationInferenceConfig`), checked first."""
@@ -205,7 +208,7 @@ class ActivationRenderingMixin:
         with the stock model's output names as well (NeRF: ``rgb_fine`` and ``rgb`` alike)."""
         if self.training:
             return super().get_outputs_for_camera_ray_bundle(camera_ray_bundle)
-        with precision_scope(self.config.precision, self.device):
+        with precision_scope(self.config.precision, self.device), kernels.kernel_scope(self.config.kernels):
             outputs = self.render_setting(camera_ray_bundle)
         return self.with_output_aliases(as_float32(outputs))
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from nerfinternals.estimators import ESTIMATORS
+from nerfinternals.kernels import Kernels
 
 SAMPLERS: tuple[str, ...] = tuple(ESTIMATORS)
 """Values of ``inference_sampler``: the estimators' names."""
@@ -59,6 +60,10 @@ class ActivationInferenceConfig:
     network, nerfacto's 256 say): its look-ups scale with it, and the next stage draws from them."""
     precision: Literal["fp32", "tf32", "bf16", "fp16"] = "fp32"
     """Arithmetic of whole-camera renders (nerfinternals.precision); fp32 is exact."""
+    kernels: Kernels = "fast"
+    """Kernels of whole-camera renders (nerfinternals.kernels), every sampler's: "fast" scene contraction
+    and torch hash encoding with the same bits as nerfstudio's in less time; "compiled" those through
+    torch.compile (compiled once per loaded model); "stock" nerfstudio's own, as shipped."""
 
 
 INFERENCE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ActivationInferenceConfig))

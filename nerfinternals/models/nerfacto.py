@@ -24,6 +24,7 @@ from nerfstudio.field_components.mlp import MLP
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from torch import Tensor
 
+from nerfinternals import kernels
 from nerfinternals.data.ndc import ndc_collider_from_metadata
 from nerfinternals.metrics import offline_lpips
 from nerfinternals.models.base import ActivationRenderingMixin
@@ -88,6 +89,7 @@ class ActivationNerfactoModel(ActivationRenderingMixin, NerfactoModel):
             nets.append(net)
         self.proposal_networks = torch.nn.ModuleList(nets)
         self.density_fns = [nets[min(i, num_nets - 1)].density_fn for i in range(c.num_proposal_iterations)]
+        kernels.install(self)  # the proposal networks built here
 
     def _proposal_net(self, level: int) -> ProbedDensityField:
         return self.proposal_networks[min(level, len(self.proposal_networks) - 1)]
