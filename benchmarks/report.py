@@ -66,7 +66,10 @@ def _cells(name: str, row: dict, run: dict) -> list[str]:
 def _speed_line(label: str, x: dict | None) -> str:
     if x is None:
         return f"{label}: none within the budget on the selection views"
-    line = f"{label}: {x['name']} {x['speedup']:.2f}x ({x['time_ratio']:.3f}, {x['psnr_delta']:+.2f} dB"
+    line = f"{label}: {x['name']} {x['speedup']:.2f}x"
+    if x.get("speedup_over_shipped") is not None:
+        line += f" ({x['speedup_over_shipped']:.2f}x over stock nerfstudio as shipped)"
+    line += f" ({x['time_ratio']:.3f}, {x['psnr_delta']:+.2f} dB"
     if x.get("selection_psnr_delta") is not None:
         line += f" on the report views, {x['selection_psnr_delta']:+.2f} dB on the selection views"
         if x.get("selection_psnr_delta_worst_view") is not None:
@@ -315,7 +318,9 @@ def pareto_plot(results: dict, path: Path) -> None:
     colors = {0: "tab:blue", 1: "tab:orange", 2: "tab:green"}
     for ax, (run, precision) in zip(axes[:, 0], panels, strict=True):
         rows = {
-            n: r for n, r in run["methods"].items() if r["precision"] == precision and r["kind"] != "noise"
+            n: r
+            for n, r in run["methods"].items()
+            if r["precision"] == precision and r["kind"] not in ("noise", "shipped")
         }
         x = {n: r["time_ratio_same_precision"] for n, r in rows.items()}
         y = {n: r["psnr_delta_same_precision"] for n, r in rows.items()}

@@ -51,7 +51,7 @@ from benchmarks.alternatives import coarse_samples, occgrid_not_run, render_unif
 from benchmarks.occgrid import EARLY_STOP_EPS, NerfAccGrid, density_macs, fine_field
 from benchmarks.report import markdown, pareto_plot, picture, print_tables
 from benchmarks.targets import speed_goals, targets
-from nerfinternals import cost
+from nerfinternals import cost, kernels
 from nerfinternals.common import (
     atomic_write,
     check_rescale,
@@ -65,6 +65,7 @@ from nerfinternals.common import (
 )
 from nerfinternals.estimators import ESTIMATORS, RenderOptions
 from nerfinternals.internals import FCT_NAMES, linear_macs, num_probe_layers
+from nerfinternals.kernels import Kernels
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.metrics import LPIPS_BACKBONE, image_metrics
 from nerfinternals.models.inference import check_fine_samples, check_grid_resolution, check_initial_samples
@@ -134,6 +135,8 @@ class SpeedQuality:
     """Resolution of NerfAcc's occupancy grid alternative (CUDA only; 0: leave it out; 128: NerfAcc's default)."""
     order_seed: int | None = None
     """Seed of the methods' order, shuffled anew for every repeat of every image (default: drawn at random; recorded in results.json)."""
+    kernels: Kernels = "fast"
+    """Kernels of every method, base included (nerfinternals.kernels: "fast", "compiled", "stock"); unless "stock", stock nerfstudio as shipped is timed too (the row "stock as shipped"), and every row's time_ratio_over_shipped is its time over that row's."""
     allocator: Literal[ALLOCATORS] = "steady"
     """CPU memory for every method alike: "steady" keeps freed memory for reuse, "default" leaves glibc as it starts, which zero-fills large temporaries afresh for every chunk (nerfinternals.utils.keep_freed_memory; recorded in results.json)."""
 
@@ -240,6 +243,9 @@ def product_configs(model, cfg: SpeedQuality) -> list[tuple[str, dict]]:
 
 NOISE = "base again"
 """The stock render run a second time as another method: its time against base's is the noise floor."""
+SHIPPED = "stock as shipped"
+"""The stock render through nerfstudio's own kernels (``--kernels`` other than stock): the speed-up a user
+gets by installing the plugin is over this row; base runs the same kernels as the product."""
 
 
 def methods_for(model, cfg: SpeedQuality) -> tuple[list[Method], dict, dict]:
@@ -254,10 +260,17 @@ def methods_for(model, cfg: SpeedQuality) -> tuple[list[Method], dict, dict]:
         kwargs = {**cost.stock_kwargs(), "fine_samples": fine_samples}
         return cost.seconds(cost.render_operations(model, kwargs), constants) / stock_seconds
 
+    def shipped(bundle):
+        with kernels.kernel_scope("stock"):
+            return model.render_stock(bundle)
+
     methods = [
         Method("base", "base", model.render_stock, base_macs, predicted=lambda _: 1.0),
         Method(NOISE, "noise", model.render_stock, base_macs, predicted=lambda _: 1.0),
     ]
+    if cfg.kernels != "stock":
+        note = "stock nerfstudio through its own kernels; base and the rest run --kernels " + cfg.kernels
+        methods.append(Method(SHIPPED, "shipped", shipped, base_macs, note=note))
     fills: dict = {"grid": set(), "methods": {}, "fixed": {}}
     for name, kwargs in product_configs(model, cfg):
 
@@ -517,6 +530,8 @@ def summarise(
                     [e["psnr"] for e in measured[("base", base_precision)]["images"]],
                 )
                 row[f"ssim_delta{tag}"] = row["ssim"] - mean_of("base", base_precision, "ssim")
+            if (SHIPPED, reference) in measured:
+                row["time_ratio_over_shipped"] = row["t"] / mean_of(SHIPPED, reference, "t")
             row.update(fill_figures(fills.get(m.name), row["t"], mean_of("base", reference, "t")))
             rows[m.name + _suffix(precision, cfg)] = row
     return rows
@@ -571,6 +586,11 @@ def look_closer(model, methods: list[Method], bundle, target, picks: list[str], 
 
 def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> dict:
     """Benchmark every method on one run; returns its section of results.json."""
+    with kernels.kernel_scope(cfg.kernels):
+        return _benchmark_run(config_path, cfg, progress)
+
+
+def _benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> dict:
     config, pipeline, ckpt, step = load_pipeline(config_path, device=cfg.device)
     model = pipeline.model
     device = model.device
@@ -580,6 +600,7 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
         model.set_inference(keep_near_plane=cfg.keep_near_plane)
     except ValueError as err:
         raise InputError(str(err)) from None
+    compile_seconds = kernels.compile_model(model, device) if cfg.kernels == "compiled" else None
     split = split_views(pipeline.datamanager, cfg.max_images, cfg.selection, cfg.train_views)
     if cfg.selection_images is not None:
         keep = slice(0, cfg.selection_images)
@@ -668,6 +689,8 @@ def benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> d
         "image_shape": image_shape,
         "rescale": cfg.rescale,
         "keep_near_plane": cfg.keep_near_plane,
+        "kernels": cfg.kernels,
+        "compile_seconds": compile_seconds,
         "precisions": list(cfg.precision),
         "repeats": cfg.repeats,
         "selection_repeats": repeats["selection"],

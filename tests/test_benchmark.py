@@ -90,9 +90,14 @@ def test_benchmark_writes_every_method(tiny_nerf, tmp_path, monkeypatch):
         "grid 8^3 k4 skip",
     ]
     alternatives = ["stock k4", "coarse N/2 (4)", "coarse N/4 (2)", "no-coarse (uniform)"]
-    assert sorted(run["methods"]) == sorted(["base", "base again", *ours, *alternatives])
+    assert sorted(run["methods"]) == sorted(["base", "base again", "stock as shipped", *ours, *alternatives])
     methods = run["methods"]
     assert methods["base again"]["kind"] == "noise"  # stock run twice: the noise floor
+    # stock through nerfstudio's kernels: the same pixels (the fast kernels are bit-identical), its own time
+    shipped = methods["stock as shipped"]
+    assert shipped["kind"] == "shipped" and run["kernels"] == "fast"
+    assert shipped["psnr"] == methods["base"]["psnr"]
+    assert all(r["time_ratio_over_shipped"] == r["t"] / shipped["t"] for r in methods.values())
     floor = run["noise_floor"]["fp32"]
     assert floor == pytest.approx(abs(methods["base again"]["t"] / methods["base"]["t"] - 1))  # one repeat
     assert all(r["within_noise"] == (abs(r["time_ratio"] - 1) <= floor) for r in methods.values())
@@ -249,6 +254,7 @@ def test_benchmark_precisions_and_rescale(tiny_nerf, tmp_path):
         for m in (
             "base",
             "base again",
+            "stock as shipped",
             "ours l1 std",
             "coarse N/2 (4)",
             "coarse N/4 (2)",
