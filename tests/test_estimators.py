@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -49,21 +53,29 @@ def shipped(request):
 # ---- the reference renders, on any x86 CPU ---------------------------------------------------------
 # Another CPU (AVX-512 against AVX2, another matmul blocking) changes the networks' outputs in their last
 # bits. Where a ray's CDF value lands within that error of a bin edge, an inverse-transform sample moves to
-# the next bin and its pixel moves with it (seen: 3 of 432 rgb values by up to 5e-4). A comparison that
-# holds on every CPU therefore bounds how many values move and by how much, not the largest difference.
-# Measured on the shipped runs, every case, each output (``_float_error`` below):
-# - networks perturbed by 4 and 16 ulps: at most 2.5 % of the values move by more than 1e-4, and the
-#   output's PSNR against its reference (over its range) stays >= 73 dB;
-# - the fine samples shifted by 1 % of their spacing, or nerfstudio's histogram padding halved (a change
-#   of where samples go): >= 29 % of the depth values move in every case, and rgb falls to <= 75 dB.
+# the next bin and its pixel moves with it; where a ray's estimate sits at the empty-ray threshold, the ray
+# is skipped on one CPU and rendered on the other. A comparison that holds on every CPU therefore bounds
+# how many values move, not the largest difference. Measured on the shipped runs, every case and output,
+# against the stored references (``_other_kernels`` and ``_float_error`` below reproduce the first two):
+# - torch's portable kernels (ATEN_CPU_CAPABILITY=default, with and without MKL_CBWR=COMPATIBLE) on this
+#   machine: at most 8.1 % of the values move by more than 1e-4 (rgb of nerf activation-upsample); the
+#   largest rgb or accumulation change is 8.8e-3; one skipped-or-rendered ray's depth moves by 1.5;
+# - an AVX-512 Xeon running the references of an AVX2 machine: 1.4 % of nerfacto grid's accumulation moved,
+#   the largest by 1.4e-2;
+# - every linear layer perturbed by 4 or 16 ulps: at most 2.5 % move;
+# - the fine samples shifted by 1 % of their spacing, or nerfstudio's histogram padding halved (a change of
+#   where samples go): in every case some output has >= 28 % of its values moved.
 MOVED_BY = 1e-4
 """A value has moved when it differs by more than this: where no sample moves, renders differ by <= ~2e-5
 between CPUs (Mip-NeRF's integrated encoding)."""
-MAX_MOVED = 0.05
-"""Twice the largest share of moved values under a 16-ulp perturbation (2.5 %); a sixth of the smallest
-share a real change moves (29 %)."""
-MIN_PSNR = 60.0
-"""13 dB below the lowest PSNR of a float perturbation (73 dB); one pixel wrong by 1 of 144 is 22 dB."""
+MAX_MOVED = 0.15
+"""About twice the largest share another CPU's kernels move (8.1 %), about half the smallest share a change
+of where samples go moves (28 %)."""
+MAX_JUMP = 0.05
+"""No rgb or accumulation value may change by more than this: 3.5 times the largest change another CPU made
+(1.4e-2). Depth is left to the share: the expected depth of a nearly empty ray is ill-conditioned (a ray
+skipped on one CPU and rendered on another moved by 1.5), and gate masks are 0 or 1."""
+JUMP_CHECKED = ("rgb", "accumulation")
 
 
 def reference_mismatches(rendered: dict, stored: dict) -> list[str]:
@@ -72,13 +84,10 @@ def reference_mismatches(rendered: dict, stored: dict) -> list[str]:
         return [f"outputs {sorted(rendered)} != {sorted(stored)}"]
     bad = []
     for name, value in rendered.items():
-        reference = stored[name]
-        diff = np.abs(value.astype(np.float64) - reference)
-        moved = float((diff > MOVED_BY).mean())
-        mse = float(((diff / max(float(np.ptp(reference)), 1e-6)) ** 2).mean())
-        psnr = np.inf if mse == 0 else -10 * np.log10(mse)
-        if moved > MAX_MOVED or psnr < MIN_PSNR:
-            bad.append(f"{name}: {moved:.1%} moved, {psnr:.0f} dB, largest {diff.max():.1e}")
+        diff = np.abs(value.astype(np.float64) - stored[name])
+        moved, largest = float((diff > MOVED_BY).mean()), float(diff.max())
+        if moved > MAX_MOVED or (name in JUMP_CHECKED and largest > MAX_JUMP):
+            bad.append(f"{name}: {moved:.1%} moved, largest by {largest:.1e}")
     return bad
 
 
@@ -95,6 +104,50 @@ def _mismatches(kind, model, bundle, references) -> dict[str, list[str]]:
 def test_every_sampler_renders_the_reference_pixels(shipped, references):
     kind, model, bundle = shipped
     assert _mismatches(kind, model, bundle, references) == {}
+
+
+OTHER_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
+"""torch's portable (non-vectorised) kernels and MKL's CPU-independent code path: on any x86 CPU, the
+rounding of another CPU than the one that stored the references."""
+
+
+def other_kernels_report() -> dict:
+    """Every shipped run's mismatches against the references, and how many values differ at all (run in a
+    process started with :data:`OTHER_KERNELS`)."""
+    references = dict(np.load(DATA))
+    mismatches, differing = {}, 0
+    for kind in RUNS:
+        model, bundle = load_view(kind)
+        found = _mismatches(kind, model, bundle, references)
+        mismatches.update({f"{kind}/{case}": bad for case, bad in found.items()})
+        for case in CASES:
+            stored = _stored(references, kind, case)
+            differing += sum(int((v != stored[k]).sum()) for k, v in render_case(model, bundle, case).items())
+    return {
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "mismatches": mismatches,
+        "differing": differing,
+    }
+
+
+def test_the_reference_comparison_holds_with_another_cpus_kernels(references):
+    if not all((REPO / run).is_file() for run in RUNS.values()):
+        pytest.skip("needs every shipped demo run")
+    code = "import json; from tests.test_estimators import other_kernels_report as r; print(json.dumps(r()))"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={**os.environ, **OTHER_KERNELS},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["capability"] == "DEFAULT"
+    assert (
+        report["differing"] > 0
+    )  # the other kernels do change the renders' bits: the check compares something
+    assert report["mismatches"] == {}
 
 
 @contextlib.contextmanager
