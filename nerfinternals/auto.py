@@ -10,7 +10,7 @@ selection view (:data:`nerfinternals.views.SELECTION_RULE`) is chosen. If none i
 sampler. The choice, every candidate's figures and why are written to
 ``<run dir>/nerfinternals_auto.json`` with the selection and report views by name, which later
 ``--auto`` calls (``eval.py``, ``ns-internals-render``) reuse only while every one of its :func:`conditions`
-holds: the same machine and device, rescale, precision, budget, near plane, selection views and rules
+holds: the same machine and device, rescale, precision, kernels, budget, near plane, selection views and rules
 (:data:`nerfinternals.views.RULE`, :data:`~nerfinternals.views.SELECTION_RULE`), and the same config and
 checkpoint contents.
 """
@@ -31,6 +31,7 @@ from nerfinternals import estimators
 from nerfinternals.common import mean_or_none, rgb_output, timed, write_json
 from nerfinternals.estimators import RenderOptions
 from nerfinternals.internals import FCT_NAMES, num_probe_layers
+from nerfinternals.kernels import compile_model, kernel_scope
 from nerfinternals.loading import InputError, checkpoint_path, load_pipeline, read_config
 from nerfinternals.metrics import image_metrics
 from nerfinternals.models.inference import INFERENCE_DEFAULTS, MAX_GRID_RESOLUTION, render_kwargs
@@ -173,6 +174,7 @@ MEASURED_AT = {
     "keep_near_plane": False,
     "selection": "eval",
     "train_views": TRAIN_VIEWS,
+    "kernels": "fast",
 }
 """How the candidates are rendered when not asked otherwise (conditions of a choice, with the device)."""
 
@@ -205,6 +207,7 @@ def choose(
     max_images: int | None = None,
     selection: str = "eval",
     train_views: int = TRAIN_VIEWS,
+    kernels: str = "fast",
     console: Console | None = None,
 ) -> dict:
     """Measure every candidate on the run's selection views (``selection``: :func:`split_views`'), choose the
@@ -229,6 +232,9 @@ def choose(
         f"({split.rule}) of {views[0][1].shape[1]}x{views[0][1].shape[0]} px ({precision}, {model.device})"
     )
 
+    if kernels == "compiled":
+        console.print(f"--auto: compiled in {compile_model(model, model.device):.1f} s")
+
     def measure(render) -> dict:
         """Total wall time, mean and per-view PSNR of ``render`` on the selection views (precision scope)."""
         times, psnrs = [], []
@@ -240,7 +246,7 @@ def choose(
         return {"t": sum(times), "psnr": mean_or_none(psnrs), "psnrs": psnrs}
 
     start = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), kernel_scope(kernels):
         crop = warmup_crop(views[0][1])
         with precision_scope(precision, model.device):
             model.render_stock(crop)  # warm-up: one-time costs stay out of the timings
@@ -295,6 +301,7 @@ def choose(
             keep_near_plane=keep_near_plane,
             selection=selection,
             train_views=train_views,
+            kernels=kernels,
         ),
         "max_psnr_drop": max_psnr_drop,
         "checkpoint": ckpt.name,

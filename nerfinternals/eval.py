@@ -209,6 +209,7 @@ def _experiments(
             max_images=cfg.max_images,
             selection=cfg.auto_selection,
             train_views=cfg.auto_train_views,
+            kernels=cfg.kernels,
             console=CONSOLE,
         )
         settings = {**model.inference_settings(), **record["chosen"]}

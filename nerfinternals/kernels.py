@@ -30,11 +30,12 @@ from nerfstudio.field_components.encodings import HashEncoding
 from nerfstudio.field_components.spatial_distortions import SceneContraction
 from torch import Tensor
 
-Kernels = Literal["fast", "compiled", "stock"]
 KERNELS: tuple[str, ...] = ("fast", "compiled", "stock")
 """What renders run through: "fast" this module's kernels (the default), "compiled" those with the hash
 encoding compiled by ``torch.compile`` (falls back to "fast" with one warning where it cannot compile),
 "stock" nerfstudio's as shipped."""
+Kernels = Literal[KERNELS]
+
 
 _state = threading.local()
 

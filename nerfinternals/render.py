@@ -4,8 +4,8 @@
 Each sub-command is nerfstudio's own (``camera-path``, ``interpolate``, ``spiral`` from ``ns-render``;
 ``eval`` is ``ns-eval``; ``viewer`` is ``ns-viewer``) with the same flags, plus the inference
 setting: ``--inference-sampler activation`` (the default here) or ``stock``, ``--layer``, ``--fct``,
-``--upsample``, ``--gate``, ``--probe-samples``, ``--in-box``, ``--keep-near-plane``, ``--precision``
-and ``--auto``. The run is loaded by :func:`nerfinternals.loading.load_pipeline` (strict checkpoint
+``--upsample``, ``--gate``, ``--probe-samples``, ``--in-box``, ``--keep-near-plane``, ``--precision``,
+``--kernels`` and ``--auto``. The run is loaded by :func:`nerfinternals.loading.load_pipeline` (strict checkpoint
 keys; stock vanilla-nerf / mipnerf / nerfacto runs too), the model is switched to the setting, and
 nerfstudio's code renders, scores or serves it. As in ``ns-render``, boolean flags take a value
 (``--upsample True``).
@@ -41,9 +41,10 @@ from nerfstudio.utils import install_checks
 from nerfstudio.utils.rich_utils import CONSOLE as NS_CONSOLE
 from rich.console import Console
 
-from nerfinternals import estimators
+from nerfinternals import estimators, kernels
 from nerfinternals.common import fct_names, parse_cli, timed, write_json
 from nerfinternals.estimators import RenderOptions
+from nerfinternals.kernels import Kernels
 from nerfinternals.loading import InputError, load_pipeline
 from nerfinternals.models.inference import SAMPLERS, render_kwargs
 from nerfinternals.utils import ALLOCATORS, use_allocator
@@ -83,6 +84,8 @@ class InferenceOptions:
     """Sample from the training near plane (nerfstudio resets it to 0 when not training); also for --inference-sampler stock."""
     precision: Literal["fp32", "tf32", "bf16", "fp16"] = "fp32"
     """fp32 (exact), tf32 (CUDA only), bf16 / fp16 (autocast). On this project's CPU bf16 is the fastest (docs/rendering.md, "Precision")."""
+    kernels: Kernels = "fast"
+    """fast: nerfstudio's scene contraction and torch hash encoding with the same bits in less time; compiled: those through torch.compile (compiled when the run loads, the time printed; where it cannot compile, one warning and fast); stock: nerfstudio's own, as shipped (docs/rendering.md, "Kernels")."""
     auto: bool = False
     """Use the configuration `eval.py --auto` chose for this run (fastest within --max-psnr-drop of stock on its val images); chosen now (at full resolution) when no record applies. Replaces --inference-sampler/--fine-samples/--skip-empty/--layer/--fct/--upsample/--gate/--probe-samples/--in-box."""
     max_psnr_drop: float = 0.1
@@ -112,6 +115,7 @@ class InferenceOptions:
             "initial_samples": self.initial_samples,
             "keep_near_plane": self.keep_near_plane,
             "precision": self.precision,
+            "kernels": self.kernels,
         }
 
 
@@ -164,7 +168,7 @@ def describe(settings: dict) -> str:
         text += f", empty rays skipped (< {settings['empty_threshold']:g})"
     if settings["keep_near_plane"]:
         text += ", training near plane"
-    return f"{text}, {settings['precision']}"
+    return f"{text}, {settings['precision']}, {settings['kernels']} kernels"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -290,6 +294,7 @@ class _SettingRun:
                 device=self.options.device,
                 precision=self.options.precision,
                 keep_near_plane=self.options.keep_near_plane,
+                kernels=self.options.kernels,
                 console=CONSOLE,
             )
             return {**self.options.settings(), **chosen}
@@ -317,6 +322,8 @@ class _SettingRun:
         CONSOLE.print(
             f"{config.method_name} ({type(model).__name__}, step {step}) on {model.device}: {describe(settings)}"
         )
+        if settings["kernels"] == "compiled":
+            CONSOLE.print(f"compiled in {kernels.compile_model(model, model.device):.1f} s")
         grid = model.grid_of(render_kwargs(settings))
         if grid is not None:
             grid = grid.describe()

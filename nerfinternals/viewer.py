@@ -1,7 +1,7 @@
 """Viewer controls of the activation-* models (nerfstudio's viewer elements).
 
 :func:`add_viewer_controls` declares the model's inference setting (sampler, probed layer, transform,
-fine-sample budget, skip-empty, upsample, gate, precision) as nerfstudio viewer elements, so that
+fine-sample budget, skip-empty, upsample, gate, precision, kernels) as nerfstudio viewer elements, so that
 ``ns-viewer``, ``ns-internals-render viewer`` and the viewer of ``ns-train`` show them in the
 control panel (under "Custom Elements" / "model"). A change goes through the model's
 ``set_inference``: an accepted value applies to the next frame, a rejected one leaves the setting as it
@@ -34,6 +34,7 @@ from nerfstudio.viewer.viewer_elements import (
 )
 
 from nerfinternals.internals import TRANSFORMS, num_probe_layers
+from nerfinternals.kernels import KERNELS
 from nerfinternals.models.inference import SAMPLERS
 from nerfinternals.precision import PRECISIONS, check_precision
 from nerfinternals.utils import synchronize
@@ -185,12 +186,21 @@ class InferencePanel:
             options=supported_precisions(_device(model)),
             hint="arithmetic of the render (only the precisions this device supports)",
         )
+        self._add(
+            "kernels",
+            _Dropdown,
+            "Kernels",
+            c.kernels,
+            options=list(KERNELS),
+            hint="fast: nerfstudio's contraction and hash encoding, same bits, less time; compiled: through "
+            "torch.compile (the next frame compiles, a minute on a CPU); stock: nerfstudio's own",
+        )
         self.status = _Readout("Status", "", hint="the last change: applied or rejected")
         self.last_frame = _Readout(
             "Last frame", "no frame yet", hint="render time and resolution of the last frame"
         )
         self.rendered_with = _Readout(
-            "Rendered with", "", hint="the sampler and precision the last frame was rendered with"
+            "Rendered with", "", hint="the sampler, precision and kernels the last frame was rendered with"
         )
 
     def _add(self, field: str, kind: type, label: str, value: Any, **kwargs) -> None:
@@ -261,7 +271,11 @@ class InferencePanel:
         "Rendered with" (an interrupted render updates nothing)."""
         model = self.model
         c = model.config
-        setting = "stock (training)" if model.training else f"{c.inference_sampler}, {c.precision}"
+        setting = (
+            "stock (training)"
+            if model.training
+            else f"{c.inference_sampler}, {c.precision}, {c.kernels} kernels"
+        )
         synchronize(model.device)
         start = time.perf_counter()
         outputs = type(model).get_outputs_for_camera_ray_bundle(model, camera_ray_bundle, *args, **kwargs)

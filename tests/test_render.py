@@ -184,7 +184,7 @@ def test_video_and_overwrite(home, tmp_path, capsys, monkeypatch):
     ]
     code, out, err = cli(args + ["--precision", "bf16"], capsys, monkeypatch)
     assert code == 0, err[-3000:]
-    assert "activation sampler: layer 1, std_half, bf16" in out
+    assert "activation sampler: layer 1, std_half, bf16, fast kernels" in out
     import av
 
     with av.open(str(video)) as container:
@@ -228,6 +228,7 @@ def test_video_without_ffmpeg_is_one_line(monkeypatch, capsys, tmp_path):
             "error: Unrecognized options: nope; Available subcommands: camera-path, interpolate, spiral, eval, viewer",
         ),
         (["interpolate", "--precision", "fp64"], "error: invalid choice 'fp64' for argument '--precision'"),
+        (["interpolate", "--kernels", "slow"], "error: invalid choice 'slow' for argument '--kernels'"),
         (
             ["camera-path", "--camera-path-filename", "missing.json"],
             "error: camera path not found: missing.json",
@@ -305,9 +306,9 @@ def test_viewer_serves_the_model_in_the_setting(pipeline, monkeypatch):
         run_viewer, "_start_viewer", lambda config, pipeline, step: served.update(pipeline=pipeline)
     )
     monkeypatch.chdir(REPO)
-    render.Viewer(load_config=RUN, layer=0, fct=2, upsample=True, device="cpu").main()
+    render.Viewer(load_config=RUN, layer=0, fct=2, upsample=True, kernels="stock", device="cpu").main()
     model = served["pipeline"].model
-    assert model.config.inference_sampler == "activation"
+    assert model.config.inference_sampler == "activation" and model.config.kernels == "stock"
     assert (model.config.probe_layer, model.config.probe_fct, model.config.probe_upsample) == (
         0,
         "std_half_sq",
@@ -410,7 +411,7 @@ def test_auto_chooses_within_the_budget_and_is_reused(home, tmp_path, monkeypatc
 
 def test_auto_record_is_reused_only_under_the_same_conditions(home, tmp_path, monkeypatch):
     """Each condition of a recorded choice, changed alone, makes --auto choose again: device (and machine,
-    allocator), rescale, precision, budget, near plane, the views' rule, the config's and checkpoint's contents."""
+    allocator), rescale, precision, budget, near plane, kernels, the views' rule, the config's and checkpoint's contents."""
     from nerfinternals import auto
 
     _few_candidates(monkeypatch)
@@ -435,6 +436,7 @@ def test_auto_record_is_reused_only_under_the_same_conditions(home, tmp_path, mo
     assert chooses_again(precision="bf16")
     assert chooses_again(budget=0.2)
     assert chooses_again(keep_near_plane=True)
+    assert chooses_again(kernels="stock")
     # another device or machine: the record says where it was measured
     data = json.loads(recorded)
     other_allocator = {"steady": "default", "default": "steady"}[data["conditions"]["allocator"]]

@@ -33,6 +33,7 @@ CONTROLS = {
     "Upsample probe": "probe_upsample",
     "Gate pixels": "probe_gate",
     "Precision": "precision",
+    "Kernels": "kernels",
 }
 READOUTS = ["Status", "Last frame", "Rendered with"]
 
@@ -75,6 +76,7 @@ def test_the_viewer_finds_the_controls_in_panel_order(model):
     assert elements["Sampler"].options == list(SAMPLERS)
     assert elements["Transform"].options == list(TRANSFORMS)
     assert elements["Precision"].options == ["fp32", "bf16", "fp16"]  # no tf32 on a CPU
+    assert elements["Kernels"].options == ["fast", "compiled", "stock"]
     settings = model.inference_settings()
     assert {label: elements[label].value for label in CONTROLS} == {
         label: settings[field] for label, field in CONTROLS.items()
@@ -103,6 +105,7 @@ VALID = {
     "probe_upsample": True,
     "probe_gate": True,
     "precision": "bf16",
+    "kernels": "stock",
 }
 
 
@@ -167,7 +170,7 @@ def test_last_frame_shows_the_resolution_and_setting_of_the_render(model):
         assert torch.equal(outputs["rgb"], unwrapped["rgb"])  # the readout changes nothing rendered
         assert elements["Last frame"].value.endswith(" ms, 13x9 px")
         assert float(elements["Last frame"].value.split(" ms")[0]) >= 0
-        assert elements["Rendered with"].value == f"{sampler}, fp32"
+        assert elements["Rendered with"].value == f"{sampler}, fp32, fast kernels"
 
 
 @pytest.mark.parametrize("model", ["nerf"], indirect=True)
@@ -178,7 +181,7 @@ def test_a_deep_copy_has_its_own_controls(model):
     assert model.config.inference_sampler == "stock"
     assert _elements(model)["Sampler"].value == "stock"
     twin.get_outputs_for_camera_ray_bundle(camera_bundle())
-    assert _elements(twin)["Rendered with"].value == "activation, fp32"
+    assert _elements(twin)["Rendered with"].value == "activation, fp32, fast kernels"
     assert _elements(model)["Rendered with"].value == ""
 
 
@@ -236,7 +239,7 @@ def test_installed_in_a_viser_server(model):
 
         model.get_outputs_for_camera_ray_bundle(camera_bundle(width=7, height=5))
         assert elements["Last frame"].gui_handle.value.endswith(" ms, 7x5 px")
-        assert elements["Rendered with"].gui_handle.value == "activation, fp32"
+        assert elements["Rendered with"].gui_handle.value == "activation, fp32, fast kernels"
         server.flush()
         assert not set(rerenders) & set(READOUTS)
     finally:

@@ -49,7 +49,7 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 CONTROLS = ["Sampler", "Probed layer", "Transform", "Fine samples", "Initial samples", "Skip empty rays"]
 CONTROLS += ["Upsample probe"]
-CONTROLS += ["Gate pixels", "Precision", "Status", "Last frame", "Rendered with"]
+CONTROLS += ["Gate pixels", "Precision", "Kernels", "Status", "Last frame", "Rendered with"]
 FRAME = re.compile(r"^\d+ ms, (\d+)x(\d+) px$")
 
 
@@ -244,7 +244,9 @@ def _new_frame(page: Page, sampler: str, shown: str) -> str:
 
     def done():
         last, rendered_with = page.readouts()
-        return FRAME.match(last) and rendered_with == f"{sampler}, fp32" and last != shown and last
+        return (
+            FRAME.match(last) and rendered_with == f"{sampler}, fp32, fast kernels" and last != shown and last
+        )
 
     return page.wait(done, f"a new frame of the {sampler} sampler", timeout=60)
 
