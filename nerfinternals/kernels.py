@@ -12,7 +12,9 @@ expression, term for term, so the features are the same bits.
 :func:`install` swaps these subclasses into a model's modules in place (the state_dict is unchanged).
 They apply only without autograd (renders: ``torch.inference_mode`` / ``no_grad``), so training runs
 nerfstudio's own code, and only inside :func:`kernel_scope` ``"fast"`` (the default); ``"stock"``
-runs nerfstudio's code as it ships, which is how benchmarks time "stock nerfstudio".
+runs nerfstudio's code as it ships, which is how benchmarks time "stock nerfstudio". ``"compiled"`` runs
+the hash encoding and the density grid's look-up chain (``nerfinternals.estimators.base.grid_weights``)
+through ``torch.compile`` (:func:`run_compiled`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
@@ -142,27 +144,34 @@ class FastHashEncoding(HashEncoding):
         return hash_encode(self, in_tensor)
 
 
-_compiled: dict = {"fn": None, "failed": ""}
+_compiled: dict = {"fns": {}, "failed": ""}
+"""The compiled functions by their eager ones, and why compiling failed ("" while it has not)."""
 
 
-def compiled_hash_encode(encoding: HashEncoding, in_tensor: Tensor) -> Tensor:
-    """:func:`hash_encode` through ``torch.compile`` (dynamic shapes: chunks of any size reuse one
-    compilation per encoding; inductor caches it on disk between runs). Where compiling fails (no C++
-    compiler, no Triton) it warns once and runs :func:`hash_encode` from then on."""
+def run_compiled(fn: Callable, *args):
+    """``fn(*args)`` through ``torch.compile(fn, dynamic=True)`` (dynamic shapes: chunks of any size reuse one
+    compilation; inductor caches it on disk between runs). Where compiling fails (no C++ compiler, no
+    Triton) it warns once and runs every function eagerly from then on."""
     if not _compiled["failed"]:
-        if _compiled["fn"] is None:
-            _compiled["fn"] = torch.compile(hash_encode, dynamic=True)
+        compiled = _compiled["fns"].get(fn)
+        if compiled is None:
+            compiled = _compiled["fns"][fn] = torch.compile(fn, dynamic=True)
         try:
-            return _compiled["fn"](encoding, in_tensor)
+            return compiled(*args)
         except Exception as error:  # inductor raises its own types (a missing compiler, say)
             first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
             _compiled["failed"] = f"{type(error).__name__}: {first}"
             warnings.warn(
                 f"--kernels compiled: torch.compile failed ({_compiled['failed']}); rendering with the fast "
-                "eager kernels instead (the same pixels)",
+                "eager kernels instead",
                 stacklevel=2,
             )
-    return hash_encode(encoding, in_tensor)
+    return fn(*args)
+
+
+def compiled_hash_encode(encoding: HashEncoding, in_tensor: Tensor) -> Tensor:
+    """:func:`hash_encode` through :func:`run_compiled`."""
+    return run_compiled(hash_encode, encoding, in_tensor)
 
 
 def compile_model(model: torch.nn.Module, device: torch.device | str) -> float:

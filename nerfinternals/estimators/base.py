@@ -19,6 +19,8 @@ import torch
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from torch import Tensor
 
+from nerfinternals import kernels
+
 
 @dataclass(frozen=True)
 class RenderOptions:
@@ -186,7 +188,14 @@ class Estimator:
 
 def grid_weights(model, samples: RaySamples, grid) -> Tensor:
     """Unnormalised weights (R, S, 1) of a density grid's density on ``samples`` (0 where the grid's network
-    has no support)."""
+    has no support); with the compiled kernels, the whole chain (positions, contraction, look-up, weights)
+    through ``torch.compile``."""
+    if kernels.active() == "compiled" and not torch.is_grad_enabled():
+        return kernels.run_compiled(_grid_weights, model, samples, grid)
+    return _grid_weights(model, samples, grid)
+
+
+def _grid_weights(model, samples: RaySamples, grid) -> Tensor:
     unit, inside = model.grid_coordinates(samples.frustums.get_positions())
     density = grid.density(unit) * inside
     return torch.nan_to_num(samples.get_weights(density[..., None]), nan=0.0)

@@ -62,8 +62,9 @@ class ActivationInferenceConfig:
     """Arithmetic of whole-camera renders (nerfinternals.precision); fp32 is exact."""
     kernels: Kernels = "fast"
     """Kernels of whole-camera renders (nerfinternals.kernels), every sampler's: "fast" scene contraction
-    and torch hash encoding with the same bits as nerfstudio's in less time; "compiled" those through
-    torch.compile (compiled once per loaded model); "stock" nerfstudio's own, as shipped."""
+    and torch hash encoding with the same bits as nerfstudio's in less time; "compiled" the hash encoding
+    and the density grid's look-up chain through torch.compile (once per loaded model); "stock"
+    nerfstudio's own, as shipped."""
 
 
 INFERENCE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ActivationInferenceConfig))
