@@ -667,3 +667,22 @@ def test_selection_views_measures_training_cameras_against_every_eval_image(tmp_
             assert stock == pytest.approx(expected, abs=1e-4)
     with pytest.raises(InputError, match="exists"):
         measure(cfg)
+
+
+def test_kernel_benchmark_times_nerfstudios_kernels_against_ours(tmp_path):
+    from benchmarks import kernels as kernel_benchmark
+
+    out = tmp_path / "kernels.json"
+    cfg = kernel_benchmark.KernelBenchmark(positions=500, repeats=1, compiled=False, output=out)
+    rows = kernel_benchmark.measure(cfg)["kernels"]
+    assert set(rows) == {
+        "scene contraction / stock",
+        "scene contraction / fast",
+        "hash encoding (8 x 2^17) / stock",
+        "hash encoding (8 x 2^17) / fast",
+    }
+    # "same bits" is torch.equal with nerfstudio's own output on the same positions
+    assert all(row["identical"] and row["ns_per_position"] > 0 for row in rows.values())
+    assert json.loads(out.read_text())["kernels"] == rows
+    with pytest.raises(InputError, match="--positions and --repeats must be at least 1"):
+        kernel_benchmark.measure(kernel_benchmark.KernelBenchmark(positions=0))
