@@ -600,7 +600,7 @@ def _benchmark_run(config_path: Path, cfg: SpeedQuality, progress: Progress) -> 
         model.set_inference(keep_near_plane=cfg.keep_near_plane)
     except ValueError as err:
         raise InputError(str(err)) from None
-    compile_seconds = kernels.compile_model(model, device) if cfg.kernels == "compiled" else None
+    compile_seconds = kernels.compile_model(model, device, cfg.kernels)
     split = split_views(pipeline.datamanager, cfg.max_images, cfg.selection, cfg.train_views)
     if cfg.selection_images is not None:
         keep = slice(0, cfg.selection_images)

@@ -232,8 +232,8 @@ def choose(
         f"({split.rule}) of {views[0][1].shape[1]}x{views[0][1].shape[0]} px ({precision}, {model.device})"
     )
 
-    if kernels == "compiled":
-        console.print(f"--auto: compiled in {compile_model(model, model.device):.1f} s")
+    if (seconds := compile_model(model, model.device, kernels)) is not None:
+        console.print(f"--auto: compiled in {seconds:.1f} s")
 
     def measure(render) -> dict:
         """Total wall time, mean and per-view PSNR of ``render`` on the selection views (precision scope)."""

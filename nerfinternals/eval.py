@@ -258,7 +258,7 @@ def _evaluate(cfg: ActivationDerivedDensity) -> dict:
         raise InputError(str(err)) from None
     out_root = output_root(cfg.load_config, cfg.output_dir)
     check_output(out_root, ckpt, cfg.overwrite or cfg.resume)
-    compile_seconds = kernels.compile_model(model, model.device) if cfg.kernels == "compiled" else None
+    compile_seconds = kernels.compile_model(model, model.device, cfg.kernels)
     loader = pipeline.datamanager.fixed_indices_eval_dataloader
     num_images = len(loader) if cfg.max_images is None else min(len(loader), cfg.max_images)
     if num_images == 0:

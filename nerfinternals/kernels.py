@@ -174,9 +174,14 @@ def compiled_hash_encode(encoding: HashEncoding, in_tensor: Tensor) -> Tensor:
     return run_compiled(hash_encode, encoding, in_tensor)
 
 
-def compile_model(model: torch.nn.Module, device: torch.device | str) -> float:
-    """Compile the hash encodings of ``model`` now (a small input each), so that a render's time does not
-    hold the compilation; returns the seconds it took (near 0 once compiled, or from inductor's disk cache)."""
+def compile_model(
+    model: torch.nn.Module, device: torch.device | str, kernels: str = "compiled"
+) -> float | None:
+    """With ``kernels`` "compiled", compile the hash encodings of ``model`` now (a small input each), so that
+    a render's time does not hold the compilation, and return the seconds it took (near 0 once compiled, or
+    from inductor's disk cache); with other kernels nothing is compiled: None."""
+    if kernels != "compiled":
+        return None
     start = time.perf_counter()
     with torch.inference_mode(), kernel_scope("compiled"):
         for sub in model.modules():

@@ -322,8 +322,8 @@ class _SettingRun:
         CONSOLE.print(
             f"{config.method_name} ({type(model).__name__}, step {step}) on {model.device}: {describe(settings)}"
         )
-        if settings["kernels"] == "compiled":
-            CONSOLE.print(f"compiled in {kernels.compile_model(model, model.device):.1f} s")
+        if (seconds := kernels.compile_model(model, model.device, settings["kernels"])) is not None:
+            CONSOLE.print(f"compiled in {seconds:.1f} s")
         grid = model.grid_of(render_kwargs(settings))
         if grid is not None:
             grid = grid.describe()
